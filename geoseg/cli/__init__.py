@@ -1,0 +1,64 @@
+"""The ``geoseg`` command line: parses options, calls the library, shows progress.
+
+Each subcommand lives in its own module and imports heavy libraries only when
+it runs, so ``geoseg --help`` stays fast and never imports torch.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+from typing import Any
+
+import click
+
+from .. import __version__
+from ..errors import GeosegError
+
+__all__ = ["main"]
+
+
+class _Group(click.Group):
+    """Turns library errors into one-line messages and exit code 1 (2 stays click's usage errors)."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except GeosegError as exc:
+            click.echo(f"Error: {exc}", err=True)
+            ctx.exit(1)
+        except KeyboardInterrupt:
+            click.echo("Interrupted; run the same command again to resume from the finished blocks.", err=True)
+            ctx.exit(130)
+
+
+def _setup_logging(verbose: int) -> None:
+    level = logging.WARNING if verbose == 0 else logging.INFO if verbose == 1 else logging.DEBUG
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("%(levelname)s %(name)s: %(message)s"))
+    root = logging.getLogger("geoseg")
+    root.handlers[:] = [handler]
+    root.setLevel(level)
+
+
+@click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="geoseg")
+@click.option("-v", "--verbose", count=True, help="More log messages (-vv for debug).")
+def main(verbose: int) -> None:
+    """Land-cover maps from GeoTIFFs: segment, stitch, vectorise.
+
+    \b
+    geoseg run scene.tif --model model.pt      scene -> classes COG + land-cover GeoPackage
+    geoseg info scene.tif|model.pt             what a scene or a model holds
+    geoseg model init -o model.pt              a new (untrained) model checkpoint
+    """
+    _setup_logging(verbose)
+
+
+from . import info as _info  # noqa: E402
+from . import model as _model  # noqa: E402
+from . import run as _run  # noqa: E402
+
+main.add_command(_run.run)
+main.add_command(_info.info)
+main.add_command(_model.model)

@@ -1,0 +1,70 @@
+"""Progress bars and the end-of-run summary (rich)."""
+
+from __future__ import annotations
+
+from types import TracebackType
+from typing import TYPE_CHECKING
+
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+from rich.table import Table
+
+if TYPE_CHECKING:
+    from ..pipeline import RunResult
+
+_LABELS = {"segment": "segment  ", "vectorize": "vectorize", "export": "export   "}
+
+
+class RunProgress:
+    """One bar per stage, with ETA, on stderr."""
+
+    def __init__(self, title: str) -> None:
+        self.console = Console(stderr=True)
+        self.progress = Progress(
+            TextColumn(f"[bold]{title}[/] {{task.description}}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TimeElapsedColumn(),
+            TextColumn("eta"),
+            TimeRemainingColumn(),
+            console=self.console,
+            transient=False,
+        )
+        self.tasks: dict[str, int] = {}
+
+    def __enter__(self) -> RunProgress:
+        self.progress.__enter__()
+        return self
+
+    def __exit__(self, et: type[BaseException] | None, ev: BaseException | None, tb: TracebackType | None) -> None:
+        self.progress.__exit__(et, ev, tb)
+
+    def update(self, stage: str, completed: int, total: int) -> None:
+        if stage not in self.tasks:
+            self.tasks[stage] = self.progress.add_task(_LABELS.get(stage, stage), total=total)
+        self.progress.update(self.tasks[stage], completed=completed, total=total)
+
+
+def _area(m2: float) -> str:
+    return f"{m2 / 1e6:,.3f} km²" if m2 >= 1e6 else f"{m2 / 1e4:,.2f} ha" if m2 >= 1e4 else f"{m2:,.1f} m²"
+
+
+def print_summary(result: RunResult) -> None:
+    """Area per class, polygon count, throughput and output paths."""
+    console = Console(stderr=True)
+    total = sum(result.class_areas.values()) or 1.0
+    table = Table(title="Land cover", show_edge=False)
+    table.add_column("class")
+    table.add_column("area", justify="right")
+    table.add_column("share", justify="right")
+    for name, area in result.class_areas.items():
+        table.add_row(name, _area(area), f"{100 * area / total:.1f} %")
+    console.print(table)
+    t = result.timings.get("total", 0.0)
+    console.print(
+        f"{result.n_polygons:,} polygons · {result.scene_pixels / 1e6:.1f} Mpx in {t:.1f} s "
+        f"({result.megapixels_per_second:.2f} Mpx/s)"
+        + (f" · resumed {result.resumed_blocks} blocks" if result.resumed_blocks else "")
+    )
+    for key, path in result.outputs.items():
+        console.print(f"  {key:<10} {path}")

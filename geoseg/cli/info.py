@@ -1,0 +1,77 @@
+"""``geoseg info``: describe a scene or a model checkpoint."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import click
+
+
+def _scene_info(path: Path, chunk: int, tile: int, overlap: int) -> dict[str, Any]:
+    from ..raster import open_scene
+    from ..tiling import BlockPlan, TileGrid
+
+    info = open_scene(path)
+    grid = TileGrid(info.height, info.width, tile=tile, overlap=overlap)
+    plan = BlockPlan.from_chunk(grid, chunk)
+    return {
+        "kind": "scene",
+        "path": info.path,
+        "size": f"{info.width} x {info.height} px",
+        "bands": info.count,
+        "colorinterp": ",".join(info.colorinterp),
+        "dtype": info.dtype,
+        "crs": info.crs_name,
+        "pixel_size_m": f"{info.pixel_size_m[0]:.4g} x {info.pixel_size_m[1]:.4g}",
+        "nodata": info.nodata,
+        "mask": info.mask_kind + (f" (alpha band {','.join(map(str, info.alpha_bands))})" if info.alpha_bands else ""),
+        "internal_blocks": f"{info.block_shapes[0][1]} x {info.block_shapes[0][0]}",
+        "compression": info.compression,
+        "tiles": f"{grid.shape[1]} x {grid.shape[0]} of {tile} px (overlap {overlap}, "
+                 f"{grid.recompute_factor:.2f}x pixels computed)",
+        "blocks": f"{plan.shape[1]} x {plan.shape[0]} of {plan.block_size} px (--chunk {chunk})",
+    }
+
+
+def _model_info(path: Path) -> dict[str, Any]:
+    from ..predict.checkpoint import read_spec
+
+    spec = read_spec(path)
+    return {
+        "kind": "model",
+        "path": str(path.resolve()),
+        "name": spec.name,
+        "architecture": f"{spec.arch} / {spec.encoder}",
+        "input_bands": f"{spec.in_channels}: {','.join(spec.bands)}",
+        "pixel_dtype": spec.pixel_dtype,
+        "normalisation": f"mean {list(spec.mean)}, std {list(spec.std)}",
+        "classes": ", ".join(f"{c.id}={c.name}" for c in spec.classes),
+        "tile_size": spec.tile_size,
+        "training_gsd_m": spec.gsd,
+        "encoder_weights": spec.encoder_weights,
+        "trained": spec.extra.get("trained"),
+    }
+
+
+@click.command()
+@click.argument("path", type=click.Path(path_type=Path))
+@click.option("--chunk", type=int, default=2048, show_default=True, help="Block size to show the layout for.")
+@click.option("--tile", type=int, default=512, show_default=True, help="Tile size to show the layout for.")
+@click.option("--overlap", type=int, default=64, show_default=True, help="Overlap to show the layout for.")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+def info(path: Path, chunk: int, tile: int, overlap: int, as_json: bool) -> None:
+    """Describe PATH: a scene (size, bands, CRS, pixel size, nodata, block layout) or a model checkpoint."""
+    from ..errors import GeosegIOError
+
+    if not path.exists():
+        raise GeosegIOError(f"{path} not found; check the path")
+    is_model = path.suffix.lower() in (".pt", ".pth", ".ckpt", ".safetensors")
+    data = _model_info(path) if is_model else _scene_info(path, chunk, tile, overlap)
+    if as_json:
+        click.echo(json.dumps(data, indent=2))
+        return
+    width = max(len(k) for k in data)
+    for key, value in data.items():
+        click.echo(f"{key.replace('_', ' '):<{width}}  {value}")

@@ -1,0 +1,56 @@
+"""Exceptions raised by geoseg.
+
+Every error geoseg raises on purpose derives from :class:`GeosegError`, and each
+subclass also inherits the builtin it resembles, so callers can catch either::
+
+    GeosegError
+    ├── SceneError(GeosegError, ValueError)          the scene cannot be used as given
+    ├── ConfigError(GeosegError, ValueError)         an option or setting is invalid
+    ├── CheckpointError(GeosegError, ValueError)     a model file is not a usable geoseg checkpoint
+    └── GeosegIOError(GeosegError, OSError)          a file cannot be read or written
+        ├── SceneNotFoundError(GeosegIOError, FileNotFoundError)
+        └── OutputExistsError(GeosegIOError, FileExistsError)
+
+Messages are one line and say how to fix the problem; the command-line
+interface prints them without a traceback.
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "CheckpointError",
+    "ConfigError",
+    "GeosegError",
+    "GeosegIOError",
+    "OutputExistsError",
+    "SceneError",
+    "SceneNotFoundError",
+]
+
+
+class GeosegError(Exception):
+    """Root of every error geoseg raises on purpose."""
+
+
+class SceneError(GeosegError, ValueError):
+    """The input scene cannot be processed as given (no CRS, all nodata, wrong bands...)."""
+
+
+class ConfigError(GeosegError, ValueError):
+    """An option or setting has an invalid value."""
+
+
+class CheckpointError(GeosegError, ValueError):
+    """A model file is not a usable geoseg checkpoint."""
+
+
+class GeosegIOError(GeosegError, OSError):
+    """A file cannot be read or written."""
+
+
+class SceneNotFoundError(GeosegIOError, FileNotFoundError):
+    """The input path does not exist."""
+
+
+class OutputExistsError(GeosegIOError, FileExistsError):
+    """An output already exists and overwriting was not requested."""

@@ -1,0 +1,450 @@
+"""Chain the stages into one Dask graph and run it.
+
+For every block of the plan (see :mod:`geoseg.tiling`)::
+
+    predict-Y-X    read the block's extent by path, run its tiles, blend  -> BlockPartial
+    stitch-Y-X     add the neighbours' edge contributions, write zarr    <- predict of the 3x3 blocks
+    vectorize-Y-X  polygonise the finished block                         <- stitch-Y-X
+
+then, in the calling process: merge polygons across block edges, clean,
+measure, and export. Workers receive paths and small settings objects, never
+open datasets or models; each worker process loads the model once.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import platform
+import time
+from collections import Counter
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+import dask
+import numpy as np
+from dask.callbacks import Callback
+
+from . import __version__
+from .classes import ClassTable
+from .config import RunConfig
+from .errors import ConfigError, GeosegIOError, OutputExistsError, SceneError
+from .raster import SceneInfo, file_checksum, open_scene, read_window, select_bands
+from .stitch import BlockPartial, accumulate, finish_block, make_partial, tile_weights
+from .store import WorkStore
+from .tiling import BlockPlan, TileGrid
+from .vectorize import BlockPolygons, Polygons, measure, merge_blocks, polygonize_block, remove_small, simplify, to_crs
+
+__all__ = ["Job", "RunResult", "output_paths", "run"]
+
+log = logging.getLogger(__name__)
+
+#: progress(stage, completed, total); stages: "segment", "vectorize", "export".
+ProgressCallback = Callable[[str, int, int], None]
+
+
+@dataclass(frozen=True)
+class Job:
+    """Everything a block task needs; small and picklable."""
+
+    scene: str
+    bands: tuple[int, ...]
+    fill: tuple[float, ...]
+    plan: BlockPlan
+    checkpoint: str
+    device: str
+    batch: int | None
+    threads: int | None
+    store: str
+    num_classes: int
+
+
+# -- block tasks ------------------------------------------------------------------------------
+
+@dataclass
+class Timed:
+    """A task result with the seconds it spent per stage."""
+
+    value: Any
+    seconds: dict[str, float] = field(default_factory=dict)
+
+
+def predict_block(job: Job, by: int, bx: int) -> Timed:
+    """Read a block with its halo, predict its tiles, blend them: a :class:`BlockPartial`."""
+    from .predict.engine import get_predictor  # torch is imported in the worker, not at import time
+
+    plan, grid = job.plan, job.plan.grid
+    block = plan.block(by, bx)
+    ext = block.extent
+    t0 = time.perf_counter()
+    data, valid = read_window(job.scene, ext.row0, ext.col0, ext.height, ext.width, job.bands, fill=job.fill)
+    t1 = time.perf_counter()
+    predictor = get_predictor(job.checkpoint, device=job.device, batch_size=job.batch, threads=job.threads)
+    weights = tile_weights(grid.tile, grid.overlap)
+    acc = np.zeros((job.num_classes, ext.height, ext.width), dtype=np.int32)
+    # Tiles whose whole extent is nodata influence no valid pixel: skip them.
+    todo = [t for t in block.tiles() if valid[grid.tile_extent(*t).slices(ext)].any()]
+    rects = [grid.tile_extent(*t) for t in todo]
+    forward = blend = 0.0
+    bs = predictor.batch_size
+    for start in range(0, len(todo), bs):
+        batch_rects = rects[start:start + bs]
+        stack = np.stack([data[(slice(None), *r.slices(ext))] for r in batch_rects])
+        ta = time.perf_counter()
+        probs = predictor.predict(stack)
+        tb = time.perf_counter()
+        for rect, p in zip(batch_rects, probs, strict=True):
+            accumulate(acc, ext, p, weights, rect)
+        forward += tb - ta
+        blend += time.perf_counter() - tb
+    tc = time.perf_counter()
+    partial = make_partial(plan, block, acc, valid[block.core.slices(ext)])
+    blend += time.perf_counter() - tc
+    return Timed(partial, {"read": t1 - t0, "predict": forward, "blend": blend, "tiles": float(len(todo))})
+
+
+def stitch_block(job: Job, by: int, bx: int, own: Timed, neighbours: Sequence[Timed]) -> Timed:
+    """Finish a block from its own and its neighbours' partials and write it to the store."""
+    t0 = time.perf_counter()
+    partial: BlockPartial = own.value
+    cls, conf = finish_block(job.plan, partial, [n.value for n in neighbours])
+    WorkStore(job.store).write_block(job.plan.block(by, bx), cls, conf)
+    counts = np.bincount(cls.ravel(), minlength=256)[: job.num_classes]
+    return Timed(counts, {"stitch": time.perf_counter() - t0, **own.seconds})
+
+
+def vectorize_block(job: Job, by: int, bx: int, _after: Timed | None = None) -> Timed:
+    """Polygonise one finished block from the store."""
+    t0 = time.perf_counter()
+    store = WorkStore(job.store)
+    core = job.plan.block(by, bx).core
+    cls = store.read(core, "classes")
+    conf = store.read(core, "confidence")
+    polys = polygonize_block(cls, conf, core, (by, bx))
+    return Timed(polys, {"vectorize": time.perf_counter() - t0})
+
+
+# -- scheduling -------------------------------------------------------------------------------
+
+class _Progress(Callback):  # type: ignore[misc]
+    """Count finished tasks per stage for a local Dask scheduler."""
+
+    def __init__(self, totals: dict[str, int], report: ProgressCallback | None) -> None:
+        super().__init__()
+        self.totals, self.report = totals, report
+        self.done: Counter[str] = Counter()
+
+    def _posttask(self, key: Any, result: Any, dsk: Any, state: Any, worker_id: Any) -> None:
+        name = key[0] if isinstance(key, tuple) else str(key)
+        stage = {"stitch": "segment", "vectorize": "vectorize"}.get(name.split("-")[0])
+        if stage and self.report:
+            self.done[stage] += 1
+            self.report(stage, self.done[stage], self.totals[stage])
+
+
+def _execute(outputs: list[Any], cfg: RunConfig, totals: dict[str, int],
+             progress: ProgressCallback | None) -> list[Any]:
+    sched = cfg.scheduler
+    if sched.startswith(("tcp://", "tls://")) or sched.startswith("local"):
+        from distributed import Client, LocalCluster, as_completed
+
+        if sched.startswith("local"):
+            n = int(sched.split(":")[1]) if ":" in sched else (cfg.workers or os.cpu_count() or 1)
+            cluster: Any = LocalCluster(n_workers=n, threads_per_worker=1, processes=True,
+                                        dashboard_address=None)
+            client = Client(cluster)
+        else:
+            try:
+                client = Client(sched, timeout="20s")
+            except OSError as exc:
+                raise GeosegIOError(f"cannot reach the Dask scheduler at {sched} ({exc}); is it running?") from exc
+            cluster = None
+        try:
+            futures = client.compute(outputs)
+            done: Counter[str] = Counter()
+            index = {f.key: i for i, f in enumerate(futures)}
+            for fut in as_completed(futures):
+                name = str(fut.key if not isinstance(fut.key, tuple) else fut.key[0])
+                stage = {"stitch": "segment", "vectorize": "vectorize"}.get(name.split("-")[0])
+                if stage and progress:
+                    done[stage] += 1
+                    progress(stage, done[stage], totals[stage])
+            return [futures[index[f.key]].result() for f in futures]
+        finally:
+            client.close()
+            if cluster is not None:
+                cluster.close()
+    kwargs: dict[str, Any] = {"scheduler": sched}
+    if cfg.workers and sched in ("threads", "processes"):
+        kwargs["num_workers"] = cfg.workers
+    with _Progress(totals, progress):
+        return list(dask.compute(*outputs, **kwargs))
+
+
+# -- the run ----------------------------------------------------------------------------------
+
+@dataclass
+class RunResult:
+    """What a run produced and measured."""
+
+    outputs: dict[str, Path]
+    class_areas: dict[str, float]
+    class_pixels: dict[str, int]
+    n_polygons: int
+    timings: dict[str, float]
+    scene_pixels: int
+    valid_pixels: int
+    resumed_blocks: int
+    report: dict[str, Any]
+
+    @property
+    def megapixels_per_second(self) -> float:
+        return self.scene_pixels / 1e6 / max(self.timings.get("total", 0.0), 1e-9)
+
+
+def output_paths(scene: Path, outdir: Path) -> dict[str, Path]:
+    """The files a run writes for `scene` into `outdir`."""
+    stem = scene.name.rsplit(".", 1)[0] if scene.suffix.lower() in (".tif", ".tiff", ".vrt", ".img", ".jp2") \
+        else scene.name
+    return {
+        "classes": outdir / f"{stem}.classes.tif",
+        "landcover": outdir / f"{stem}.landcover.gpkg",
+        "confidence": outdir / f"{stem}.confidence.tif",
+        "report": outdir / f"{stem}.run.json",
+        "store": outdir / f"{stem}.zarr",
+    }
+
+
+def _check_outdir(outdir: Path) -> None:
+    try:
+        outdir.mkdir(parents=True, exist_ok=True)
+        probe = outdir / f".geoseg-write-test-{os.getpid()}"
+        probe.write_bytes(b"")
+        probe.unlink()
+    except OSError as exc:
+        raise GeosegIOError(
+            f"cannot write to output folder {outdir} ({exc.strerror or exc}); pass -o with a writable folder"
+        ) from exc
+
+
+def _fill_values(spec_mean: Sequence[float]) -> tuple[float, ...]:
+    return tuple(float(m) for m in spec_mean)
+
+
+def _versions() -> dict[str, str]:
+    out = {"geoseg": __version__, "python": platform.python_version()}
+    for pkg in ("torch", "segmentation-models-pytorch", "rasterio", "dask", "zarr", "shapely", "pyogrio"):
+        try:
+            out[pkg] = metadata.version(pkg)
+        except metadata.PackageNotFoundError:
+            pass
+    try:
+        import rasterio
+
+        out["gdal"] = rasterio.__gdal_version__
+    except Exception:
+        pass
+    return out
+
+
+def run(cfg: RunConfig, *, progress: ProgressCallback | None = None) -> RunResult:
+    """Segment a scene and write its class raster, land-cover polygons and run report.
+
+    Parameters
+    ----------
+    cfg : RunConfig
+        The settings (see ``geoseg run --help``).
+    progress : callable, optional
+        Called as ``progress(stage, completed, total)`` while work proceeds.
+
+    Returns
+    -------
+    RunResult
+
+    Raises
+    ------
+    GeosegError
+        For every problem with the inputs, the model or the output folder; no
+        output file is left behind then.
+
+    Notes
+    -----
+    Memory is bounded by the block size (``cfg.chunk``), not the scene: a
+    block's input, its accumulator (4 bytes x classes per pixel) and a few
+    blocks' partial results are in flight at once.
+    """
+    from .predict.checkpoint import model_hash, read_spec
+
+    t_start = time.perf_counter()
+    timings: dict[str, float] = {}
+    info = open_scene(cfg.scene)
+    spec = read_spec(cfg.model)
+    bands = select_bands(info, cfg.bands, spec.in_channels, spec.bands)
+    if spec.pixel_dtype and spec.pixel_dtype != info.dtype:
+        log.warning("scene is %s but the model was trained on %s imagery; check its normalisation",
+                    info.dtype, spec.pixel_dtype)
+    tile = cfg.tile or spec.tile_size
+    if tile % 32:
+        raise ConfigError(f"the model's tile size {tile} is not a multiple of 32; pass --tile")
+    try:
+        grid = TileGrid(info.height, info.width, tile=tile, overlap=cfg.overlap)
+    except ValueError as exc:
+        raise ConfigError(str(exc)) from None
+    plan = BlockPlan.from_chunk(grid, cfg.chunk)
+
+    scene_path = Path(info.path)
+    outdir = (cfg.outdir or scene_path.parent).resolve()
+    paths = output_paths(scene_path, outdir)
+    _check_outdir(outdir)
+    wanted = ["classes", "landcover", "report"] + (["confidence"] if cfg.confidence else [])
+    existing = [paths[k].name for k in wanted if paths[k].exists()]
+    if existing and not cfg.overwrite:
+        raise OutputExistsError(f"{', '.join(existing)} already exist(s) in {outdir}; pass --overwrite to replace")
+
+    t0 = time.perf_counter()
+    checksum = file_checksum(info.path)
+    mhash = model_hash(cfg.model)
+    timings["checksum"] = time.perf_counter() - t0
+    fill = _fill_values(spec.mean)
+    fingerprint = {
+        "scene": checksum, "model": mhash, "bands": list(bands), "tile": tile, "overlap": cfg.overlap,
+        "block": plan.block_size, "fill": list(fill), "format": 1,
+    }
+    store, resumed = WorkStore.prepare(paths["store"], plan, fingerprint, overwrite=cfg.overwrite)
+
+    threads = None
+    if cfg.scheduler == "processes" or cfg.scheduler.startswith("local"):
+        n = cfg.workers or os.cpu_count() or 1
+        threads = max(1, (os.cpu_count() or 1) // n)
+    job = Job(scene=info.path, bands=bands, fill=fill, plan=plan, checkpoint=str(Path(cfg.model).resolve()),
+              device=cfg.device, batch=cfg.batch, threads=threads, store=str(store.path),
+              num_classes=spec.num_classes)
+    outputs, totals = _graph(job, store)
+    t0 = time.perf_counter()
+    results = _execute(outputs, cfg, totals, progress)
+    timings["segment_and_vectorize"] = time.perf_counter() - t0
+
+    parts: dict[tuple[int, int], BlockPolygons] = {}
+    stage_seconds: Counter[str] = Counter()
+    counts = np.zeros(spec.num_classes, dtype=np.int64)
+    for r in results:
+        stage_seconds.update(r.seconds)
+        if isinstance(r.value, BlockPolygons):
+            parts[r.value.index] = r.value
+    for p in parts.values():
+        np.add.at(counts, p.classes.astype(np.intp), p.pixels)
+    valid_pixels = int(counts.sum())
+    if valid_pixels == 0:
+        store.remove()
+        raise SceneError(f"{scene_path.name} has no valid pixels (all nodata or masked); nothing to map")
+
+    t0 = time.perf_counter()
+    polys = merge_blocks(parts)
+    pixel_m = float(np.sqrt(info.pixel_size_m[0] * info.pixel_size_m[1]))
+    if cfg.min_area > 0:
+        polys = remove_small(polys, cfg.min_area / (pixel_m * pixel_m))
+    if cfg.simplify > 0:
+        polys = simplify(polys, cfg.simplify / pixel_m)
+    geoms = to_crs(polys.geoms, info.transform)
+    area, perimeter, method = measure(geoms, info.crs)
+    timings["merge_and_measure"] = time.perf_counter() - t0
+    if progress:
+        progress("vectorize", totals["vectorize"], totals["vectorize"])
+
+    t0 = time.perf_counter()
+    written = _export(cfg, info, plan, store, paths, spec.classes, polys, geoms, area, perimeter, progress)
+    timings["export"] = time.perf_counter() - t0
+    timings["total"] = time.perf_counter() - t_start
+    cpu = {k: round(v, 3) for k, v in stage_seconds.items() if k != "tiles"}
+
+    class_pixels = {c.name: int(counts[c.id]) for c in spec.classes}
+    class_areas = {c.name: float(area[polys.classes == c.id].sum()) for c in spec.classes}
+    report = {
+        "geoseg_version": __version__,
+        "created": datetime.now(UTC).isoformat(timespec="seconds"),
+        "scene": {
+            "path": info.path, "checksum": checksum, "width": info.width, "height": info.height,
+            "bands_used": list(bands), "dtype": info.dtype, "crs": info.crs_name,
+            "transform": list(info.transform)[:6], "pixel_size_m": list(info.pixel_size_m),
+            "mask": info.mask_kind,
+        },
+        "model": {"path": str(Path(cfg.model).resolve()), "sha256": mhash, "name": spec.name,
+                  "arch": spec.arch, "encoder": spec.encoder, "bands": list(spec.bands)},
+        "parameters": cfg.model_dump(mode="json"),
+        "grid": {"tile": tile, "overlap": cfg.overlap, "stride": grid.stride, "tiles": list(grid.shape),
+                 "tiles_run": int(stage_seconds.get("tiles", 0)), "block": plan.block_size,
+                 "blocks": list(plan.shape), "resumed_blocks": resumed},
+        "timings_s": {k: round(v, 3) for k, v in timings.items()},
+        "task_seconds": cpu,
+        "throughput_mpx_s": round(info.width * info.height / 1e6 / timings["total"], 4),
+        "area_method": method,
+        "polygons": len(polys),
+        "valid_pixels": valid_pixels,
+        "classes": [
+            {"id": c.id, "name": c.name, "color": c.hex, "pixels": class_pixels[c.name],
+             "area_m2": round(class_areas[c.name], 3)}
+            for c in spec.classes
+        ],
+        "outputs": {k: str(v) for k, v in written.items()},
+        "versions": _versions(),
+    }
+    from .export import write_json
+
+    write_json(report, paths["report"])
+    written["report"] = paths["report"]
+    if not cfg.keep_intermediate:
+        store.remove()
+    else:
+        written["store"] = store.path
+    if progress:
+        progress("export", 1, 1)
+    return RunResult(written, class_areas, class_pixels, len(polys), timings, info.width * info.height,
+                     valid_pixels, resumed, report)
+
+
+def _graph(job: Job, store: WorkStore) -> tuple[list[Any], dict[str, int]]:
+    """Delayed tasks for the blocks not yet in the store, plus vectorisation of all blocks."""
+    plan = job.plan
+    done = store.done_blocks()
+    todo = [b.index for b in plan.blocks() if b.index not in done]
+    need_predict = set(todo)
+    for idx in todo:
+        need_predict.update(plan.neighbours(*idx))
+    predicted = {
+        idx: dask.delayed(predict_block, pure=False)(job, *idx, dask_key_name=f"predict-{idx[0]}-{idx[1]}")
+        for idx in sorted(need_predict)
+    }
+    stitched = {
+        idx: dask.delayed(stitch_block, pure=False)(
+            job, *idx, predicted[idx], [predicted[n] for n in plan.neighbours(*idx)],
+            dask_key_name=f"stitch-{idx[0]}-{idx[1]}",
+        )
+        for idx in todo
+    }
+    vectorized = [
+        dask.delayed(vectorize_block, pure=False)(job, *b.index, stitched.get(b.index),
+                                                  dask_key_name=f"vectorize-{b.by}-{b.bx}")
+        for b in plan.blocks()
+    ]
+    return [*stitched.values(), *vectorized], {"segment": len(plan), "vectorize": len(plan)}
+
+
+def _export(cfg: RunConfig, info: SceneInfo, plan: BlockPlan, store: WorkStore, paths: dict[str, Path],
+            classes: ClassTable, polys: Polygons, geoms: np.ndarray, area: np.ndarray, perimeter: np.ndarray,
+            progress: ProgressCallback | None) -> dict[str, Path]:
+    from .export import class_frame, write_class_cog, write_geopackage
+
+    written: dict[str, Path] = {}
+    frame = class_frame(
+        geoms, polys.classes, classes, info.crs_wkt,
+        area_m2=area, perimeter_m=perimeter, mean_confidence=np.round(polys.mean_confidence, 4),
+    )
+    written["landcover"] = write_geopackage(frame, paths["landcover"])
+    written["classes"] = write_class_cog(store, plan, info, paths["classes"], classes)
+    if cfg.confidence:
+        written["confidence"] = write_class_cog(store, plan, info, paths["confidence"], classes, array="confidence")
+    return written

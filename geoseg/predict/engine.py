@@ -1,0 +1,181 @@
+"""Batched inference on CPU or CUDA: one model per process, loaded once."""
+
+from __future__ import annotations
+
+import functools
+import logging
+import os
+import threading
+from collections.abc import Iterator
+from contextlib import AbstractContextManager, nullcontext
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from ..errors import ConfigError
+from .checkpoint import load_checkpoint
+from .models import input_multiple
+from .spec import ModelSpec
+
+__all__ = ["Predictor", "get_predictor", "resolve_device"]
+
+log = logging.getLogger(__name__)
+
+# One forward pass at a time per device in a process: threads that share a model
+# would otherwise fight over the same cores (CPU) or memory (GPU).
+_DEVICE_LOCKS: dict[str, threading.Lock] = {}
+_LOCKS_GUARD = threading.Lock()
+
+
+def resolve_device(device: str = "auto") -> torch.device:
+    """``auto`` -> ``cuda`` when available, else ``cpu``; validates ``cuda:N``.
+
+    Raises
+    ------
+    ConfigError
+        CUDA was requested but is not available, or the index is out of range.
+    """
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        dev = torch.device(device)
+    except RuntimeError as exc:
+        raise ConfigError(f"unknown device {device!r}; use auto, cpu, cuda or cuda:N") from exc
+    if dev.type == "cuda":
+        if not torch.cuda.is_available():
+            raise ConfigError(f"--device {device}: CUDA is not available on this machine; use --device cpu")
+        if dev.index is not None and dev.index >= torch.cuda.device_count():
+            raise ConfigError(
+                f"--device {device}: only {torch.cuda.device_count()} CUDA device(s) here; use cuda:0.."
+                f"{torch.cuda.device_count() - 1}"
+            )
+    elif dev.type != "cpu":
+        raise ConfigError(f"unsupported device {device!r}; use auto, cpu, cuda or cuda:N")
+    return dev
+
+
+class Predictor:
+    """A model on a device that turns image tiles into class probabilities.
+
+    Parameters
+    ----------
+    checkpoint : path-like
+        A geoseg checkpoint.
+    device : str
+        ``auto``, ``cpu``, ``cuda`` or ``cuda:N``.
+    batch_size : int, optional
+        Tiles per forward pass (default: 1 on CPU, where larger batches do not
+        help, 8 on CUDA).
+    amp : bool, optional
+        Mixed precision (default: on for CUDA, off for CPU).
+    threads : int, optional
+        Torch intra-op threads for this process (CPU).
+
+    Notes
+    -----
+    On CUDA, inputs travel as their raw integer type through pinned memory and
+    are normalised on the device; batches are padded to `batch_size` so every
+    forward pass has the same shape.
+    """
+
+    def __init__(self, checkpoint: str | os.PathLike[str], *, device: str = "auto",
+                 batch_size: int | None = None, amp: bool | None = None, threads: int | None = None) -> None:
+        self.device = resolve_device(device)
+        if threads:
+            torch.set_num_threads(threads)
+        model, spec = load_checkpoint(checkpoint)
+        self.spec: ModelSpec = spec
+        self.multiple = input_multiple(model)
+        cuda = self.device.type == "cuda"
+        self.batch_size = batch_size or (8 if cuda else 1)
+        self.amp = cuda if amp is None else amp
+        self.amp_dtype = torch.bfloat16 if (not cuda or torch.cuda.is_bf16_supported()) else torch.float16
+        self.memory_format = torch.channels_last if cuda else torch.contiguous_format
+        self.model = model.to(self.device, memory_format=self.memory_format).eval()
+        self._mean = torch.tensor(spec.mean, dtype=torch.float32, device=self.device).view(1, -1, 1, 1)
+        self._std = torch.tensor(spec.std, dtype=torch.float32, device=self.device).view(1, -1, 1, 1)
+        key = str(self.device)
+        with _LOCKS_GUARD:
+            self._lock = _DEVICE_LOCKS.setdefault(key, threading.Lock())
+        log.info("loaded %s (%s/%s) on %s, batch %d, amp %s", Path(checkpoint).name, spec.arch,
+                 spec.encoder, self.device, self.batch_size, self.amp)
+
+    def _autocast(self) -> AbstractContextManager[object]:
+        if not self.amp:
+            return nullcontext()
+        return torch.autocast(device_type=self.device.type, dtype=self.amp_dtype)
+
+    def _to_tensor(self, tiles: np.ndarray) -> torch.Tensor:
+        if tiles.dtype == np.uint16 or tiles.dtype == np.uint32:
+            tiles = tiles.astype(np.int32)
+        elif tiles.dtype == np.float64:
+            tiles = tiles.astype(np.float32)
+        x = torch.from_numpy(np.ascontiguousarray(tiles))
+        if self.device.type == "cuda":
+            x = x.pin_memory().to(self.device, non_blocking=True)
+        return x
+
+    def batches(self, tiles: np.ndarray) -> Iterator[np.ndarray]:
+        """Class probabilities for `tiles`, one batch at a time.
+
+        Parameters
+        ----------
+        tiles : ndarray, shape (N, C, H, W)
+            Raw pixel values in the scene's units; H and W must be multiples of
+            :attr:`multiple`.
+
+        Yields
+        ------
+        ndarray, shape (n, K, H, W), float32
+            Softmax probabilities for consecutive batches of the N tiles.
+        """
+        if tiles.ndim != 4 or tiles.shape[1] != self.spec.in_channels:
+            raise ValueError(f"expected tiles of shape (N, {self.spec.in_channels}, H, W), got {tiles.shape}")
+        h, w = tiles.shape[-2:]
+        if h % self.multiple or w % self.multiple:
+            raise ValueError(f"tile size {h}x{w} is not a multiple of {self.multiple}")
+        bs = self.batch_size
+        for start in range(0, len(tiles), bs):
+            chunk = tiles[start:start + bs]
+            n = len(chunk)
+            if self.device.type == "cuda" and n < bs:
+                pad = np.zeros((bs - n, *chunk.shape[1:]), dtype=chunk.dtype)
+                chunk = np.concatenate([chunk, pad])
+            yield self._forward(chunk)[:n]
+
+    def predict(self, tiles: np.ndarray) -> np.ndarray:
+        """All of :meth:`batches` concatenated (convenient for small inputs)."""
+        return np.concatenate(list(self.batches(tiles)))
+
+    @torch.inference_mode()
+    def _forward(self, chunk: np.ndarray) -> np.ndarray:
+        with self._lock:
+            x = self._to_tensor(chunk).float()
+            x = ((x - self._mean) / self._std).contiguous(memory_format=self.memory_format)
+            with self._autocast():
+                logits = self.model(x)
+            probs = torch.softmax(logits.float(), dim=1)
+            return probs.cpu().numpy()
+
+
+_CACHE_GUARD = threading.Lock()
+
+
+@functools.lru_cache(maxsize=4)
+def _cached(path: str, mtime_ns: int, size: int, device: str, batch_size: int | None,
+            amp: bool | None, threads: int | None) -> Predictor:
+    return Predictor(path, device=device, batch_size=batch_size, amp=amp, threads=threads)
+
+
+def get_predictor(checkpoint: str | os.PathLike[str], *, device: str = "auto", batch_size: int | None = None,
+                  amp: bool | None = None, threads: int | None = None) -> Predictor:
+    """The process-wide :class:`Predictor` for a checkpoint, loaded on first use.
+
+    Dask tasks call this instead of receiving a model: each worker process
+    loads the weights once and every later task reuses them.
+    """
+    p = Path(checkpoint).resolve()
+    st = p.stat()
+    with _CACHE_GUARD:
+        return _cached(str(p), st.st_mtime_ns, st.st_size, device, batch_size, amp, threads)

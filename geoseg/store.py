@@ -1,0 +1,121 @@
+"""The zarr working store: per-block class and confidence results with completion markers.
+
+Layout of ``<stem>.zarr/``::
+
+    classes      uint8 (H, W), chunks = block core size, fill 255 (nodata)
+    confidence   uint8 (H, W), same chunks, fill 0
+    done         uint8 (blocks_y, blocks_x), one chunk per block: 1 once the block is written
+
+Each block is written by exactly one task as whole chunks, then marked done, so
+concurrent writers never touch the same file and an interrupted run leaves
+only complete, marked blocks behind. The store's attributes hold the run's
+*fingerprint* (scene checksum, model hash, grid...): a later run with the same
+fingerprint resumes from the marked blocks; any other run starts afresh.
+"""
+
+from __future__ import annotations
+
+import logging
+import shutil
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import zarr
+
+from .classes import NODATA
+from .errors import GeosegIOError
+from .tiling import Block, BlockPlan, Rect
+
+__all__ = ["WorkStore"]
+
+log = logging.getLogger(__name__)
+
+_ATTR = "geoseg"
+
+
+class WorkStore:
+    """A run's working store at `path` (a folder); cheap to create in every worker."""
+
+    def __init__(self, path: str | Path) -> None:
+        self.path = Path(path)
+
+    # -- creation ---------------------------------------------------------------------------
+    @classmethod
+    def prepare(cls, path: str | Path, plan: BlockPlan, fingerprint: dict[str, Any], *,
+                overwrite: bool = False) -> tuple[WorkStore, int]:
+        """Open the store for `fingerprint`, creating it if needed.
+
+        Returns
+        -------
+        store : WorkStore
+        resumed : int
+            Number of blocks already complete from an earlier, interrupted run.
+
+        Raises
+        ------
+        GeosegIOError
+            `path` exists but is not a geoseg store and `overwrite` is False.
+        """
+        path = Path(path)
+        if path.exists():
+            try:
+                group = zarr.open_group(str(path), mode="r")
+                old = dict(group.attrs).get(_ATTR)
+            except Exception:
+                old = None
+            if old is None and not overwrite:
+                raise GeosegIOError(
+                    f"{path} exists and is not a geoseg working store; remove it or pass --overwrite"
+                )
+            if old == fingerprint:
+                store = cls(path)
+                n = int(np.count_nonzero(store._done[:]))
+                log.info("resuming from %s: %d of %d blocks complete", path, n, len(plan))
+                return store, n
+            log.info("discarding working store %s from a run with other settings", path)
+            shutil.rmtree(path)
+        h, w = plan.grid.height, plan.grid.width
+        b = plan.block_size
+        try:
+            group = zarr.open_group(str(path), mode="w")
+            group.create_array("classes", shape=(h, w), chunks=(min(b, h), min(b, w)), dtype="uint8",
+                               fill_value=NODATA)
+            group.create_array("confidence", shape=(h, w), chunks=(min(b, h), min(b, w)), dtype="uint8",
+                               fill_value=0)
+            group.create_array("done", shape=plan.shape, chunks=(1, 1), dtype="uint8", fill_value=0)
+            group.attrs[_ATTR] = fingerprint
+        except OSError as exc:
+            raise GeosegIOError(f"cannot create working store {path}: {exc.strerror or exc}") from exc
+        return cls(path), 0
+
+    # -- arrays -----------------------------------------------------------------------------
+    def _array(self, name: str, mode: str = "r") -> zarr.Array:
+        return zarr.open_array(str(self.path / name), mode=mode)  # type: ignore[arg-type]
+
+    @property
+    def _done(self) -> zarr.Array:
+        return self._array("done")
+
+    def done_blocks(self) -> set[tuple[int, int]]:
+        """Indices of blocks already written."""
+        ys, xs = np.nonzero(self._done[:])
+        return {(int(y), int(x)) for y, x in zip(ys, xs, strict=True)}
+
+    def write_block(self, block: Block, classes: np.ndarray, confidence: np.ndarray) -> None:
+        """Write a block's final results, then mark it done."""
+        s = block.core.slices()
+        self._array("classes", "r+")[s] = classes
+        self._array("confidence", "r+")[s] = confidence
+        self._array("done", "r+")[block.by, block.bx] = 1
+
+    def read(self, rect: Rect, name: str = "classes") -> np.ndarray:
+        """Read a rectangle (inside the scene) of one array."""
+        return np.asarray(self._array(name)[rect.slices()])
+
+    @property
+    def shape(self) -> tuple[int, int]:
+        return tuple(self._array("classes").shape)  # type: ignore[return-value]
+
+    def remove(self) -> None:
+        shutil.rmtree(self.path, ignore_errors=True)

@@ -1,0 +1,97 @@
+import numpy as np
+import pytest
+import rasterio.features
+import shapely
+from affine import Affine
+from pyproj import CRS
+from scipy import ndimage
+
+from geoseg.classes import NODATA
+from geoseg.tiling import Rect
+from geoseg.vectorize import measure, merge_blocks, polygonize_block, remove_small, to_crs
+
+
+def class_raster(h: int, w: int, seed: int = 0) -> np.ndarray:
+    """Blobby classes with holes, diagonal contacts, single pixels and a nodata corner."""
+    rng = np.random.default_rng(seed)
+    field = ndimage.zoom(rng.random((h // 6 + 2, w // 6 + 2)), 6, order=1)[:h, :w]
+    cls = np.digitize(field, [0.2, 0.4, 0.55, 0.7, 0.8]).astype(np.uint8)
+    speckle = rng.random((h, w)) < 0.01
+    cls[speckle] = rng.integers(0, 6, speckle.sum())
+    cls[: h // 5, : w // 4] = NODATA
+    return cls
+
+
+def blockwise(cls: np.ndarray, b: int):
+    h, w = cls.shape
+    conf = np.full_like(cls, 200)
+    parts = {}
+    for by in range((h + b - 1) // b):
+        for bx in range((w + b - 1) // b):
+            r = Rect(by * b, bx * b, min((by + 1) * b, h), min((bx + 1) * b, w))
+            parts[(by, bx)] = polygonize_block(cls[r.slices()], conf[r.slices()], r, (by, bx))
+    return merge_blocks(parts)
+
+
+@pytest.mark.parametrize("block", [17, 64, 1000])
+def test_blockwise_polygons_equal_whole_raster_polygonize(block):
+    cls = class_raster(150, 131)
+    polys = blockwise(cls, block)
+    ref = [(shapely.geometry.shape(g), int(v)) for g, v in rasterio.features.shapes(cls, connectivity=4)
+           if v != NODATA]
+    assert len(polys) == len(ref)
+    assert shapely.is_valid(polys.geoms).all()
+    assert set(shapely.get_type_id(polys.geoms)) == {3}  # all Polygon
+    # per class: identical pixel counts and exactly the same covered area
+    for c in range(6):
+        mine = polys.geoms[polys.classes == c]
+        assert polys.pixels[polys.classes == c].sum() == (cls == c).sum()
+        assert shapely.area(mine).sum() == pytest.approx((cls == c).sum(), abs=1e-9)
+        theirs = shapely.union_all([g for g, v in ref if v == c])
+        assert shapely.symmetric_difference(shapely.union_all(mine), theirs).area == pytest.approx(0, abs=1e-9)
+    # no overlaps: areas add up to the area of the union
+    assert shapely.union_all(polys.geoms).area == pytest.approx(shapely.area(polys.geoms).sum(), abs=1e-6)
+
+
+def test_regions_cut_by_seams_are_merged():
+    cls = np.zeros((40, 40), np.uint8)
+    cls[10:30, 10:30] = 1  # one square spanning four 20-px blocks
+    polys = blockwise(cls, 20)
+    assert len(polys) == 2
+    square = polys.geoms[polys.classes == 1][0]
+    assert square.equals(shapely.box(10, 10, 30, 30))
+    assert len(square.exterior.coords) == 5  # seam vertices removed
+
+
+def test_to_crs_and_planar_measure():
+    cls = np.zeros((4, 6), np.uint8)
+    cls[1:3, 1:4] = 2
+    polys = blockwise(cls, 100)
+    t = Affine(0.5, 0, 500000.0, 0, -0.5, 5800000.0)
+    geoms = to_crs(polys.geoms, t)
+    area, perim, method = measure(geoms, CRS.from_epsg(32633))
+    assert method == "planar"
+    i = int(np.flatnonzero(polys.classes == 2)[0])
+    assert area[i] == pytest.approx(6 * 0.25)
+    assert perim[i] == pytest.approx(2 * (1.5 + 1.0))
+    assert geoms[i].bounds == (500000.5, 5799998.5, 500002.0, 5799999.5)
+
+
+def test_geodesic_measure_for_geographic_crs():
+    # a 0.01 x 0.01 degree cell at the equator is about 1113 m x 1106 m
+    g = np.array([shapely.box(0, 0, 0.01, 0.01)], dtype=object)
+    area, _, method = measure(g, CRS.from_epsg(4326))
+    assert method == "geodesic"
+    assert area[0] == pytest.approx(1113.2 * 1105.7, rel=2e-3)
+
+
+def test_remove_small_merges_into_longest_shared_edge_and_keeps_partition():
+    cls = np.zeros((10, 10), np.uint8)
+    cls[:, 5:] = 1
+    cls[4, 4] = 3  # single pixel touching class 0 on 3 sides, class 1 on one
+    polys = blockwise(cls, 100)
+    out = remove_small(polys, 2)
+    assert len(out) == 2
+    assert out.pixels.tolist() == [50, 50]
+    assert shapely.union_all(out.geoms).area == pytest.approx(100)
+    assert out.geoms[out.classes == 0][0].area == pytest.approx(50)
