@@ -33,7 +33,7 @@ from . import __version__
 from .classes import ClassTable
 from .config import RunConfig
 from .errors import ConfigError, GeosegIOError, OutputExistsError, SceneError
-from .raster import SceneInfo, file_checksum, open_scene, read_window, select_bands
+from .raster import SceneInfo, file_checksum, has_valid_pixels, open_scene, read_window, select_bands
 from .stitch import BlockPartial, accumulate, finish_block, make_partial, tile_weights
 from .store import WorkStore
 from .tiling import BlockPlan, TileGrid
@@ -282,8 +282,11 @@ def run(cfg: RunConfig, *, progress: ProgressCallback | None = None) -> RunResul
     t_start = time.perf_counter()
     timings: dict[str, float] = {}
     info = open_scene(cfg.scene)
+    scene_path = Path(info.path)
     spec = read_spec(cfg.model)
     bands = select_bands(info, cfg.bands, spec.in_channels, spec.bands)
+    if not has_valid_pixels(info):
+        raise SceneError(f"{scene_path.name} has no valid pixels (all nodata or masked); nothing to map")
     if spec.pixel_dtype and spec.pixel_dtype != info.dtype:
         log.warning("scene is %s but the model was trained on %s imagery; check its normalisation",
                     info.dtype, spec.pixel_dtype)
@@ -296,7 +299,6 @@ def run(cfg: RunConfig, *, progress: ProgressCallback | None = None) -> RunResul
         raise ConfigError(str(exc)) from None
     plan = BlockPlan.from_chunk(grid, cfg.chunk)
 
-    scene_path = Path(info.path)
     outdir = (cfg.outdir or scene_path.parent).resolve()
     paths = output_paths(scene_path, outdir)
     _check_outdir(outdir)
@@ -316,10 +318,10 @@ def run(cfg: RunConfig, *, progress: ProgressCallback | None = None) -> RunResul
     }
     store, resumed = WorkStore.prepare(paths["store"], plan, fingerprint, overwrite=cfg.overwrite)
 
-    threads = None
-    if cfg.scheduler == "processes" or cfg.scheduler.startswith("local"):
-        n = cfg.workers or os.cpu_count() or 1
-        threads = max(1, (os.cpu_count() or 1) // n)
+    # One intra-op thread per CPU forward pass, one pass per Dask worker: the
+    # bits of a convolution depend on its thread count, so fixing it makes the
+    # result independent of scheduler and worker count.
+    threads = 1
     job = Job(scene=info.path, bands=bands, fill=fill, plan=plan, checkpoint=str(Path(cfg.model).resolve()),
               device=cfg.device, batch=cfg.batch, threads=threads, store=str(store.path),
               num_classes=spec.num_classes)

@@ -34,6 +34,7 @@ from .errors import GeosegIOError, SceneError, SceneNotFoundError
 __all__ = [
     "SceneInfo",
     "file_checksum",
+    "has_valid_pixels",
     "open_scene",
     "read_window",
     "reflect_index",
@@ -162,7 +163,10 @@ def open_scene(path: str | os.PathLike[str]) -> SceneInfo:
             warnings.simplefilter("ignore", NotGeoreferencedWarning)
             ds = rasterio.open(p)
     except RasterioIOError as exc:
-        raise GeosegIOError(f"{p} is not a readable raster ({_gdal_reason(exc)}); pass a GeoTIFF") from exc
+        raise GeosegIOError(
+            f"{p.name} is not a readable raster ({_gdal_reason(exc)}); pass a GeoTIFF, and check that the "
+            "file is complete (not truncated)"
+        ) from exc
     with ds:
         if ds.crs is None:
             raise SceneError(
@@ -344,6 +348,24 @@ def read_window(
         for b, v in enumerate(fill):
             data[b][inv] = _cast(v, data.dtype)
     return data, valid
+
+
+def has_valid_pixels(info: SceneInfo, *, max_side: int = 1024) -> bool:
+    """Whether the scene has any valid pixel, judged from its mask read at most `max_side` wide.
+
+    Exact for scenes up to `max_side` pixels; for larger ones a mask that looks
+    empty at reduced resolution returns True (the run then decides exactly).
+    """
+    if info.mask_kind == "none":
+        return True
+    scale = max(info.width, info.height) / max_side
+    shape = (info.height, info.width) if scale <= 1 else (
+        max(1, round(info.height / scale)), max(1, round(info.width / scale)))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", NotGeoreferencedWarning)
+        with rasterio.open(info.path) as ds:
+            mask = ds.dataset_mask(out_shape=shape)
+    return bool(mask.any()) or scale > 1
 
 
 def _cast(value: float, dtype: np.dtype) -> np.generic:

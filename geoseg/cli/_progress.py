@@ -37,6 +37,8 @@ class RunProgress:
         return self
 
     def __exit__(self, et: type[BaseException] | None, ev: BaseException | None, tb: TracebackType | None) -> None:
+        if et is not None:  # a failed run leaves only its error message on the terminal
+            self.progress.live.transient = True
         self.progress.__exit__(et, ev, tb)
 
     def update(self, stage: str, completed: int, total: int) -> None:

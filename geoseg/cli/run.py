@@ -8,6 +8,7 @@ from typing import Any
 import click
 
 from ..config import RunConfig, parse_bands
+from ..errors import ConfigError
 
 
 @click.command()
@@ -46,11 +47,14 @@ def run(scene: Path, model: Path, outdir: Path | None, tile: int | None, overlap
     from ..pipeline import run as run_pipeline
     from ._progress import RunProgress, print_summary
 
-    cfg = RunConfig.build(
-        scene=scene, model=model, outdir=outdir, tile=tile, overlap=overlap, batch=batch, chunk=chunk,
-        device=device, bands=parse_bands(bands), simplify=simplify, min_area=min_area, overwrite=overwrite,
-        scheduler=scheduler, workers=workers, keep_intermediate=keep_intermediate, confidence=confidence,
-    )
+    try:
+        cfg = RunConfig.build(
+            scene=scene, model=model, outdir=outdir, tile=tile, overlap=overlap, batch=batch, chunk=chunk,
+            device=device, bands=parse_bands(bands), simplify=simplify, min_area=min_area, overwrite=overwrite,
+            scheduler=scheduler, workers=workers, keep_intermediate=keep_intermediate, confidence=confidence,
+        )
+    except ConfigError as exc:
+        raise click.UsageError(str(exc)) from None
     kwargs: dict[str, Any] = {}
     if quiet:
         result = run_pipeline(cfg)

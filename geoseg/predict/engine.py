@@ -70,10 +70,16 @@ class Predictor:
     amp : bool, optional
         Mixed precision (default: on for CUDA, off for CPU).
     threads : int, optional
-        Torch intra-op threads for this process (CPU).
+        Torch intra-op threads per forward pass on CPU. geoseg's pipeline
+        uses 1 and runs one forward pass per core at once: CPU convolutions
+        give slightly different bits for different thread counts, and a fixed
+        count keeps results identical across schedulers and machines' core
+        counts.
 
     Notes
     -----
+    On CPU, forward passes from several threads run concurrently (the model
+    is read-only in inference mode); on CUDA they are serialised per device.
     On CUDA, inputs travel as their raw integer type through pinned memory and
     are normalised on the device; batches are padded to `batch_size` so every
     forward pass has the same shape.
@@ -82,8 +88,7 @@ class Predictor:
     def __init__(self, checkpoint: str | os.PathLike[str], *, device: str = "auto",
                  batch_size: int | None = None, amp: bool | None = None, threads: int | None = None) -> None:
         self.device = resolve_device(device)
-        if threads:
-            torch.set_num_threads(threads)
+        self.threads = threads
         model, spec = load_checkpoint(checkpoint)
         self.spec: ModelSpec = spec
         self.multiple = input_multiple(model)
@@ -95,9 +100,10 @@ class Predictor:
         self.model = model.to(self.device, memory_format=self.memory_format).eval()
         self._mean = torch.tensor(spec.mean, dtype=torch.float32, device=self.device).view(1, -1, 1, 1)
         self._std = torch.tensor(spec.std, dtype=torch.float32, device=self.device).view(1, -1, 1, 1)
-        key = str(self.device)
-        with _LOCKS_GUARD:
-            self._lock = _DEVICE_LOCKS.setdefault(key, threading.Lock())
+        self._lock: AbstractContextManager[object] = nullcontext()
+        if cuda:
+            with _LOCKS_GUARD:
+                self._lock = _DEVICE_LOCKS.setdefault(str(self.device), threading.Lock())
         log.info("loaded %s (%s/%s) on %s, batch %d, amp %s", Path(checkpoint).name, spec.arch,
                  spec.encoder, self.device, self.batch_size, self.amp)
 
@@ -150,6 +156,8 @@ class Predictor:
 
     @torch.inference_mode()
     def _forward(self, chunk: np.ndarray) -> np.ndarray:
+        if self.threads and self.device.type == "cpu" and torch.get_num_threads() != self.threads:
+            torch.set_num_threads(self.threads)
         with self._lock:
             x = self._to_tensor(chunk).float()
             x = ((x - self._mean) / self._std).contiguous(memory_format=self.memory_format)

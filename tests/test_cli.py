@@ -1,0 +1,145 @@
+"""The command line: help without torch, and one-line errors that leave nothing behind."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+
+from geoseg.cli import main
+from tests.conftest import smooth_image, write_tif
+
+OUTPUT_SUFFIXES = (".classes.tif", ".landcover.gpkg", ".run.json", ".zarr", ".confidence.tif")
+
+
+def invoke(*args: str) -> tuple[int, str]:
+    result = CliRunner().invoke(main, [str(a) for a in args])
+    return result.exit_code, result.output
+
+
+def assert_user_error(code: int, out: str, pattern: str, outdir: Path | None = None, *, exit_code: int = 1) -> None:
+    import re
+
+    assert code == exit_code, out
+    assert "Traceback" not in out
+    lines = [ln for ln in out.strip().splitlines() if ln.strip()]
+    assert len(lines) == 1 if exit_code == 1 else lines, out
+    assert re.search(pattern, out), out
+    if outdir is not None and outdir.exists():
+        leftovers = [p.name for p in outdir.iterdir() if p.name.endswith(OUTPUT_SUFFIXES) or ".part-" in p.name]
+        assert leftovers == [], leftovers
+
+
+def test_help_does_not_import_torch():
+    code = ("import sys; from geoseg.cli import main\n"
+            "try:\n    main(['--help'])\nexcept SystemExit:\n    pass\n"
+            "assert 'torch' not in sys.modules, 'torch imported'\n"
+            "import geoseg; assert 'torch' not in sys.modules")
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    assert "run" in r.stdout and "model" in r.stdout
+
+
+@pytest.mark.parametrize("cmd", [["run"], ["info"], ["model", "init"], ["model", "import"]])
+def test_every_command_has_help(cmd):
+    code, out = invoke(*cmd, "--help")
+    assert code == 0 and "Usage:" in out
+
+
+@pytest.fixture
+def scene(tmp_path: Path) -> Path:
+    return write_tif(tmp_path / "scene.tif", smooth_image(96, 80))
+
+
+def test_missing_scene(tmp_path, fcn_model):
+    assert_user_error(*invoke("run", tmp_path / "nope.tif", "--model", fcn_model), r"scene not found: .*nope\.tif",
+                      tmp_path)
+
+
+def test_not_a_raster(tmp_path, fcn_model):
+    (tmp_path / "notes.tif").write_text("hello")
+    assert_user_error(*invoke("run", tmp_path / "notes.tif", "--model", fcn_model),
+                      r"notes\.tif is not a readable raster .*pass a GeoTIFF", tmp_path)
+
+
+def test_raster_without_crs(tmp_path, fcn_model):
+    path = write_tif(tmp_path / "nocrs.tif", smooth_image(40, 40), crs=None)
+    assert_user_error(*invoke("run", path, "--model", fcn_model),
+                      r"nocrs\.tif has no coordinate reference system; assign one", tmp_path)
+
+
+def test_band_count_that_does_not_fit(tmp_path, fcn_model):
+    path = write_tif(tmp_path / "rgbn.tif", smooth_image(40, 40, bands=5))
+    assert_user_error(*invoke("run", path, "--model", fcn_model),
+                      r"has 5 band\(s\) but the model expects 3 \(bands: red,green,blue\); pass --bands 1,2,3",
+                      tmp_path)
+
+
+def test_all_nodata_scene(tmp_path, fcn_model):
+    path = write_tif(tmp_path / "empty.tif", np.zeros((3, 70, 50), np.uint8), nodata=0)
+    assert_user_error(*invoke("run", path, "--model", fcn_model), r"empty\.tif has no valid pixels", tmp_path)
+
+
+def test_truncated_tiff(tmp_path, fcn_model):
+    path = write_tif(tmp_path / "cut.tif", smooth_image(300, 300), tiled=True, blockxsize=64, blockysize=64)
+    data = path.read_bytes()
+    path.write_bytes(data[: len(data) * 2 // 3])
+    assert_user_error(*invoke("run", path, "--model", fcn_model), r"cut\.tif is (truncated|not a readable raster)",
+                      tmp_path)
+
+
+def test_unwritable_outdir(tmp_path, scene, fcn_model):
+    blocker = tmp_path / "file"
+    blocker.write_text("a file where a folder should be")
+    assert_user_error(*invoke("run", scene, "--model", fcn_model, "-o", blocker / "out"),
+                      r"cannot write to output folder .*pass -o with a writable folder")
+    assert not (tmp_path / "scene.classes.tif").exists()
+
+
+def test_existing_outputs_need_overwrite(tmp_path, scene, fcn_model):
+    existing = tmp_path / "scene.landcover.gpkg"
+    existing.write_text("previous result")
+    assert_user_error(*invoke("run", scene, "--model", fcn_model),
+                      r"scene\.landcover\.gpkg already exist\(s\) .*pass --overwrite")
+    assert existing.read_text() == "previous result"
+    assert not (tmp_path / "scene.classes.tif").exists() and not (tmp_path / "scene.zarr").exists()
+
+
+def test_not_a_geoseg_checkpoint(tmp_path, scene):
+    fake = tmp_path / "model.pt"
+    fake.write_bytes(b"PK\x03\x04 not really")
+    assert_user_error(*invoke("run", scene, "--model", fake), r"model\.pt is not a geoseg checkpoint", tmp_path)
+
+
+def test_missing_model_file(tmp_path, scene):
+    assert_user_error(*invoke("run", scene, "--model", tmp_path / "none.pt"), r"model file not found", tmp_path)
+
+
+@pytest.mark.parametrize(("args", "pattern"), [(["--tile", "500"], "multiple of 32"),
+                                               (["--overlap", "33"], "overlap must be even"),
+                                               (["--bands", "1,x"], "--bands takes"),
+                                               (["--scheduler", "mpi"], "scheduler")])
+def test_bad_options_are_usage_errors(tmp_path, scene, fcn_model, args, pattern):
+    code, out = invoke("run", scene, "--model", fcn_model, *args)
+    assert_user_error(code, out, pattern, tmp_path, exit_code=2)
+
+
+def test_model_init_and_info(tmp_path):
+    code, out = invoke("model", "init", "--arch", "fcn", "--encoder", "resnet18", "--in-channels", "4",
+                       "-o", tmp_path / "m.pt")
+    assert code == 0, out
+    code, out = invoke("info", tmp_path / "m.pt")
+    assert code == 0 and "fcn / resnet18" in out and "red,green,blue,nir" in out
+    code, out = invoke("model", "init", "-o", tmp_path / "m.pt")
+    assert_user_error(code, out, "already exists; pass --overwrite")
+
+
+def test_info_scene(shared_data):
+    code, out = invoke("info", shared_data / "geotiff" / "rasterio_RGBA.byte.tif")
+    assert code == 0, out
+    for expected in ("791 x 718 px", "EPSG:32618", "300 x 300", "alpha (alpha band 4)", "blocks"):
+        assert expected in out
