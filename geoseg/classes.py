@@ -101,9 +101,7 @@ class ClassTable:
         if rgb.ndim != 3 or rgb.shape[-1] < 3:
             raise ValueError(f"expected an (H, W, 3) RGB label image, got shape {rgb.shape}")
         packed = (
-            rgb[..., 0].astype(np.uint32) << 16
-            | rgb[..., 1].astype(np.uint32) << 8
-            | rgb[..., 2].astype(np.uint32)
+            rgb[..., 0].astype(np.uint32) << 16 | rgb[..., 1].astype(np.uint32) << 8 | rgb[..., 2].astype(np.uint32)
         )
         out = np.full(packed.shape, ignore_value, dtype=np.uint8)
         for c in self.classes:

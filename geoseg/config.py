@@ -45,7 +45,9 @@ class RunConfig(BaseModel):
     @classmethod
     def _tile_multiple(cls, v: int | None) -> int | None:
         if v is not None and v % 32:
-            raise ValueError(f"tile size must be a multiple of 32 (the encoder's stride); try {round(v / 32) * 32 or 32}")
+            raise ValueError(
+                f"tile size must be a multiple of 32 (the encoder's stride); try {round(v / 32) * 32 or 32}"
+            )
         return v
 
     @field_validator("overlap")

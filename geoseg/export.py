@@ -71,7 +71,7 @@ def write_json(data: dict[str, Any], path: str | os.PathLike[str]) -> Path:
 def _pam_xml(classes: ClassTable) -> str:
     cats = "".join(f"      <Category>{c.name}</Category>\n" for c in classes)
     return (
-        "<PAMDataset>\n  <PAMRasterBand band=\"1\">\n    <CategoryNames>\n"
+        '<PAMDataset>\n  <PAMRasterBand band="1">\n    <CategoryNames>\n'
         f"{cats}    </CategoryNames>\n  </PAMRasterBand>\n</PAMDataset>\n"
     )
 
@@ -90,8 +90,15 @@ def _raster_qml(classes: ClassTable) -> str:
     )
 
 
-def write_class_cog(store: WorkStore, plan: BlockPlan, info: SceneInfo, path: str | os.PathLike[str],
-                    classes: ClassTable, *, array: str = "classes") -> Path:
+def write_class_cog(
+    store: WorkStore,
+    plan: BlockPlan,
+    info: SceneInfo,
+    path: str | os.PathLike[str],
+    classes: ClassTable,
+    *,
+    array: str = "classes",
+) -> Path:
     """Write one store array as a Cloud-Optimized GeoTIFF on the scene's grid.
 
     The class raster gets the class colour table, 255 as nodata, category
@@ -104,7 +111,7 @@ def write_class_cog(store: WorkStore, plan: BlockPlan, info: SceneInfo, path: st
     Memory: one block at a time is read from the store.
     """
     path = Path(path)
-    is_class = array == "classes"
+    is_class = array != "confidence"
     profile = {
         "driver": "GTiff",
         "width": info.width,
@@ -132,8 +139,14 @@ def write_class_cog(store: WorkStore, plan: BlockPlan, info: SceneInfo, path: st
                         r = block.core
                         dst.write(store.read(r, array)[None], window=Window(r.col0, r.row0, r.width, r.height))
                 rasterio.shutil.copy(
-                    scratch, tmp, driver="COG", compress="DEFLATE", blocksize=512, bigtiff="IF_SAFER",
-                    overview_resampling="MODE" if is_class else "AVERAGE", num_threads="ALL_CPUS",
+                    scratch,
+                    tmp,
+                    driver="COG",
+                    compress="DEFLATE",
+                    blocksize=512,
+                    bigtiff="IF_SAFER",
+                    overview_resampling="MODE" if is_class else "AVERAGE",
+                    num_threads="ALL_CPUS",
                 )
         finally:
             scratch.unlink(missing_ok=True)
@@ -150,8 +163,9 @@ def write_geopackage(frame: gpd.GeoDataFrame, path: str | os.PathLike[str], *, l
     return Path(path)
 
 
-def class_frame(geoms: np.ndarray, class_ids: np.ndarray, classes: ClassTable, crs_wkt: str,
-                **columns: np.ndarray) -> gpd.GeoDataFrame:
+def class_frame(
+    geoms: np.ndarray, class_ids: np.ndarray, classes: ClassTable, crs_wkt: str, **columns: np.ndarray
+) -> gpd.GeoDataFrame:
     """The ``landcover`` attribute table: class id and name first, then `columns`."""
     names = np.array(classes.names, dtype=object)
     data: dict[str, Any] = {

@@ -13,6 +13,7 @@ open datasets or models; each worker process loads the model once.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import platform
@@ -37,7 +38,17 @@ from .raster import SceneInfo, file_checksum, has_valid_pixels, open_scene, read
 from .stitch import BlockPartial, accumulate, finish_block, make_partial, tile_weights
 from .store import WorkStore
 from .tiling import BlockPlan, TileGrid
-from .vectorize import BlockPolygons, Polygons, measure, merge_blocks, polygonize_block, remove_small, simplify, to_crs
+from .vectorize import (
+    BlockPolygons,
+    Polygons,
+    label_regions,
+    measure,
+    merge_blocks,
+    polygonize_block,
+    sieve,
+    simplify,
+    to_crs,
+)
 
 __all__ = ["Job", "RunResult", "output_paths", "run"]
 
@@ -64,6 +75,7 @@ class Job:
 
 
 # -- block tasks ------------------------------------------------------------------------------
+
 
 @dataclass
 class Timed:
@@ -92,7 +104,7 @@ def predict_block(job: Job, by: int, bx: int) -> Timed:
     forward = blend = 0.0
     bs = predictor.batch_size
     for start in range(0, len(todo), bs):
-        batch_rects = rects[start:start + bs]
+        batch_rects = rects[start : start + bs]
         stack = np.stack([data[(slice(None), *r.slices(ext))] for r in batch_rects])
         ta = time.perf_counter()
         probs = predictor.predict(stack)
@@ -113,16 +125,34 @@ def stitch_block(job: Job, by: int, bx: int, own: Timed, neighbours: Sequence[Ti
     partial: BlockPartial = own.value
     cls, conf = finish_block(job.plan, partial, [n.value for n in neighbours])
     WorkStore(job.store).write_block(job.plan.block(by, bx), cls, conf)
-    counts = np.bincount(cls.ravel(), minlength=256)[: job.num_classes]
-    return Timed(counts, {"stitch": time.perf_counter() - t0, **own.seconds})
+    return Timed(None, {"stitch": time.perf_counter() - t0, **own.seconds})
 
 
-def vectorize_block(job: Job, by: int, bx: int, _after: Timed | None = None) -> Timed:
-    """Polygonise one finished block from the store."""
+def vectorize_block(
+    job: Job,
+    by: int,
+    bx: int,
+    _after: Timed | None = None,
+    *,
+    regions_only: bool = False,
+    lut: np.ndarray | None = None,
+) -> Timed:
+    """Polygonise one finished block from the store.
+
+    ``regions_only`` returns just the region statistics and adjacency (the
+    sieve's input); with a `lut` from :func:`~geoseg.vectorize.sieve` the
+    block is relabelled first and written to the store's ``cleaned`` array.
+    """
     t0 = time.perf_counter()
     store = WorkStore(job.store)
     core = job.plan.block(by, bx).core
     cls = store.read(core, "classes")
+    if regions_only:
+        regions = polygonize_block(cls, None, core, (by, bx), geometry=False, adjacency=True)
+        return Timed(regions, {"regions": time.perf_counter() - t0})
+    if lut is not None:
+        cls = lut[label_regions(cls)[0]]
+        store.write(core, cls, "cleaned")
     conf = store.read(core, "confidence")
     polys = polygonize_block(cls, conf, core, (by, bx))
     return Timed(polys, {"vectorize": time.perf_counter() - t0})
@@ -130,7 +160,11 @@ def vectorize_block(job: Job, by: int, bx: int, _after: Timed | None = None) -> 
 
 # -- scheduling -------------------------------------------------------------------------------
 
-class _Progress(Callback):  # type: ignore[misc]
+
+_STAGES = {"stitch": "segment", "regions": "clean", "vectorize": "vectorize"}
+
+
+class _Progress(Callback):
     """Count finished tasks per stage for a local Dask scheduler."""
 
     def __init__(self, totals: dict[str, int], report: ProgressCallback | None) -> None:
@@ -139,53 +173,64 @@ class _Progress(Callback):  # type: ignore[misc]
         self.done: Counter[str] = Counter()
 
     def _posttask(self, key: Any, result: Any, dsk: Any, state: Any, worker_id: Any) -> None:
+        self.step(key)
+
+    def step(self, key: Any) -> None:
         name = key[0] if isinstance(key, tuple) else str(key)
-        stage = {"stitch": "segment", "vectorize": "vectorize"}.get(name.split("-")[0])
+        stage = _STAGES.get(name.split("-")[0])
         if stage and self.report:
             self.done[stage] += 1
             self.report(stage, self.done[stage], self.totals[stage])
 
 
-def _execute(outputs: list[Any], cfg: RunConfig, totals: dict[str, int],
-             progress: ProgressCallback | None) -> list[Any]:
-    sched = cfg.scheduler
-    if sched.startswith(("tcp://", "tls://")) or sched.startswith("local"):
-        from distributed import Client, LocalCluster, as_completed
+class _Runner:
+    """Runs task graphs on the configured scheduler; holds a distributed client when there is one."""
 
-        if sched.startswith("local"):
-            n = int(sched.split(":")[1]) if ":" in sched else (cfg.workers or os.cpu_count() or 1)
-            cluster: Any = LocalCluster(n_workers=n, threads_per_worker=1, processes=True,
-                                        dashboard_address=None)
-            client = Client(cluster)
-        else:
-            try:
-                client = Client(sched, timeout="20s")
-            except OSError as exc:
-                raise GeosegIOError(f"cannot reach the Dask scheduler at {sched} ({exc}); is it running?") from exc
-            cluster = None
-        try:
-            futures = client.compute(outputs)
-            done: Counter[str] = Counter()
-            index = {f.key: i for i, f in enumerate(futures)}
+    def __init__(self, cfg: RunConfig) -> None:
+        self.cfg = cfg
+        self.client: Any = None
+        self.cluster: Any = None
+
+    def __enter__(self) -> _Runner:
+        sched = self.cfg.scheduler
+        if sched.startswith(("tcp://", "tls://", "local")):
+            from distributed import Client, LocalCluster
+
+            if sched.startswith("local"):
+                n = int(sched.split(":")[1]) if ":" in sched else (self.cfg.workers or os.cpu_count() or 1)
+                self.cluster = LocalCluster(n_workers=n, threads_per_worker=1, processes=True, dashboard_address=None)
+                self.client = Client(self.cluster)
+            else:
+                try:
+                    self.client = Client(sched, timeout="20s")
+                except OSError as exc:
+                    raise GeosegIOError(f"cannot reach the Dask scheduler at {sched} ({exc}); is it running?") from exc
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self.client is not None:
+            self.client.close()
+        if self.cluster is not None:
+            self.cluster.close()
+
+    def compute(self, outputs: list[Any], totals: dict[str, int], progress: ProgressCallback | None) -> list[Any]:
+        counter = _Progress(totals, progress)
+        if self.client is not None:
+            from distributed import as_completed
+
+            futures = self.client.compute(outputs)
             for fut in as_completed(futures):
-                name = str(fut.key if not isinstance(fut.key, tuple) else fut.key[0])
-                stage = {"stitch": "segment", "vectorize": "vectorize"}.get(name.split("-")[0])
-                if stage and progress:
-                    done[stage] += 1
-                    progress(stage, done[stage], totals[stage])
-            return [futures[index[f.key]].result() for f in futures]
-        finally:
-            client.close()
-            if cluster is not None:
-                cluster.close()
-    kwargs: dict[str, Any] = {"scheduler": sched}
-    if cfg.workers and sched in ("threads", "processes"):
-        kwargs["num_workers"] = cfg.workers
-    with _Progress(totals, progress):
-        return list(dask.compute(*outputs, **kwargs))
+                counter.step(fut.key)
+            return [f.result() for f in futures]
+        kwargs: dict[str, Any] = {"scheduler": self.cfg.scheduler}
+        if self.cfg.workers and self.cfg.scheduler in ("threads", "processes"):
+            kwargs["num_workers"] = self.cfg.workers
+        with counter:
+            return list(dask.compute(*outputs, **kwargs))
 
 
 # -- the run ----------------------------------------------------------------------------------
+
 
 @dataclass
 class RunResult:
@@ -208,8 +253,11 @@ class RunResult:
 
 def output_paths(scene: Path, outdir: Path) -> dict[str, Path]:
     """The files a run writes for `scene` into `outdir`."""
-    stem = scene.name.rsplit(".", 1)[0] if scene.suffix.lower() in (".tif", ".tiff", ".vrt", ".img", ".jp2") \
+    stem = (
+        scene.name.rsplit(".", 1)[0]
+        if scene.suffix.lower() in (".tif", ".tiff", ".vrt", ".img", ".jp2")
         else scene.name
+    )
     return {
         "classes": outdir / f"{stem}.classes.tif",
         "landcover": outdir / f"{stem}.landcover.gpkg",
@@ -238,16 +286,11 @@ def _fill_values(spec_mean: Sequence[float]) -> tuple[float, ...]:
 def _versions() -> dict[str, str]:
     out = {"geoseg": __version__, "python": platform.python_version()}
     for pkg in ("torch", "segmentation-models-pytorch", "rasterio", "dask", "zarr", "shapely", "pyogrio"):
-        try:
+        with contextlib.suppress(metadata.PackageNotFoundError):
             out[pkg] = metadata.version(pkg)
-        except metadata.PackageNotFoundError:
-            pass
-    try:
-        import rasterio
+    import rasterio
 
-        out["gdal"] = rasterio.__gdal_version__
-    except Exception:
-        pass
+    out["gdal"] = rasterio.__gdal_version__
     return out
 
 
@@ -288,8 +331,9 @@ def run(cfg: RunConfig, *, progress: ProgressCallback | None = None) -> RunResul
     if not has_valid_pixels(info):
         raise SceneError(f"{scene_path.name} has no valid pixels (all nodata or masked); nothing to map")
     if spec.pixel_dtype and spec.pixel_dtype != info.dtype:
-        log.warning("scene is %s but the model was trained on %s imagery; check its normalisation",
-                    info.dtype, spec.pixel_dtype)
+        log.warning(
+            "scene is %s but the model was trained on %s imagery; check its normalisation", info.dtype, spec.pixel_dtype
+        )
     tile = cfg.tile or spec.tile_size
     if tile % 32:
         raise ConfigError(f"the model's tile size {tile} is not a multiple of 32; pass --tile")
@@ -313,8 +357,14 @@ def run(cfg: RunConfig, *, progress: ProgressCallback | None = None) -> RunResul
     timings["checksum"] = time.perf_counter() - t0
     fill = _fill_values(spec.mean)
     fingerprint = {
-        "scene": checksum, "model": mhash, "bands": list(bands), "tile": tile, "overlap": cfg.overlap,
-        "block": plan.block_size, "fill": list(fill), "format": 1,
+        "scene": checksum,
+        "model": mhash,
+        "bands": list(bands),
+        "tile": tile,
+        "overlap": cfg.overlap,
+        "block": plan.block_size,
+        "fill": list(fill),
+        "format": 1,
     }
     store, resumed = WorkStore.prepare(paths["store"], plan, fingerprint, overwrite=cfg.overwrite)
 
@@ -322,21 +372,48 @@ def run(cfg: RunConfig, *, progress: ProgressCallback | None = None) -> RunResul
     # bits of a convolution depend on its thread count, so fixing it makes the
     # result independent of scheduler and worker count.
     threads = 1
-    job = Job(scene=info.path, bands=bands, fill=fill, plan=plan, checkpoint=str(Path(cfg.model).resolve()),
-              device=cfg.device, batch=cfg.batch, threads=threads, store=str(store.path),
-              num_classes=spec.num_classes)
-    outputs, totals = _graph(job, store)
-    t0 = time.perf_counter()
-    results = _execute(outputs, cfg, totals, progress)
-    timings["segment_and_vectorize"] = time.perf_counter() - t0
-
-    parts: dict[tuple[int, int], BlockPolygons] = {}
+    job = Job(
+        scene=info.path,
+        bands=bands,
+        fill=fill,
+        plan=plan,
+        checkpoint=str(Path(cfg.model).resolve()),
+        device=cfg.device,
+        batch=cfg.batch,
+        threads=threads,
+        store=str(store.path),
+        num_classes=spec.num_classes,
+    )
+    pixel_m = float(np.sqrt(info.pixel_size_m[0] * info.pixel_size_m[1]))
+    min_pixels = cfg.min_area / (pixel_m * pixel_m)
     stage_seconds: Counter[str] = Counter()
+
+    def collect(results: list[Timed]) -> dict[tuple[int, int], BlockPolygons]:
+        found = {}
+        for r in results:
+            stage_seconds.update(r.seconds)
+            if isinstance(r.value, BlockPolygons):
+                found[r.value.index] = r.value
+        return found
+
+    t0 = time.perf_counter()
+    with _Runner(cfg) as runner:
+        outputs, totals = _graph(job, store, regions_only=min_pixels > 0)
+        parts = collect(runner.compute(outputs, totals, progress))
+        timings["segment_and_vectorize"] = time.perf_counter() - t0
+        if min_pixels > 0:
+            t0 = time.perf_counter()
+            luts = sieve(parts, min_pixels)
+            store.ensure("cleaned")
+            cleaned = [
+                dask.delayed(vectorize_block, pure=False)(
+                    job, *idx, lut=lut, dask_key_name=f"vectorize-{idx[0]}-{idx[1]}"
+                )
+                for idx, lut in sorted(luts.items())
+            ]
+            parts = collect(runner.compute(cleaned, {"vectorize": len(cleaned)}, progress))
+            timings["sieve_and_vectorize"] = time.perf_counter() - t0
     counts = np.zeros(spec.num_classes, dtype=np.int64)
-    for r in results:
-        stage_seconds.update(r.seconds)
-        if isinstance(r.value, BlockPolygons):
-            parts[r.value.index] = r.value
     for p in parts.values():
         np.add.at(counts, p.classes.astype(np.intp), p.pixels)
     valid_pixels = int(counts.sum())
@@ -346,9 +423,6 @@ def run(cfg: RunConfig, *, progress: ProgressCallback | None = None) -> RunResul
 
     t0 = time.perf_counter()
     polys = merge_blocks(parts)
-    pixel_m = float(np.sqrt(info.pixel_size_m[0] * info.pixel_size_m[1]))
-    if cfg.min_area > 0:
-        polys = remove_small(polys, cfg.min_area / (pixel_m * pixel_m))
     if cfg.simplify > 0:
         polys = simplify(polys, cfg.simplify / pixel_m)
     geoms = to_crs(polys.geoms, info.transform)
@@ -369,17 +443,36 @@ def run(cfg: RunConfig, *, progress: ProgressCallback | None = None) -> RunResul
         "geoseg_version": __version__,
         "created": datetime.now(UTC).isoformat(timespec="seconds"),
         "scene": {
-            "path": info.path, "checksum": checksum, "width": info.width, "height": info.height,
-            "bands_used": list(bands), "dtype": info.dtype, "crs": info.crs_name,
-            "transform": list(info.transform)[:6], "pixel_size_m": list(info.pixel_size_m),
+            "path": info.path,
+            "checksum": checksum,
+            "width": info.width,
+            "height": info.height,
+            "bands_used": list(bands),
+            "dtype": info.dtype,
+            "crs": info.crs_name,
+            "transform": list(info.transform)[:6],
+            "pixel_size_m": list(info.pixel_size_m),
             "mask": info.mask_kind,
         },
-        "model": {"path": str(Path(cfg.model).resolve()), "sha256": mhash, "name": spec.name,
-                  "arch": spec.arch, "encoder": spec.encoder, "bands": list(spec.bands)},
+        "model": {
+            "path": str(Path(cfg.model).resolve()),
+            "sha256": mhash,
+            "name": spec.name,
+            "arch": spec.arch,
+            "encoder": spec.encoder,
+            "bands": list(spec.bands),
+        },
         "parameters": cfg.model_dump(mode="json"),
-        "grid": {"tile": tile, "overlap": cfg.overlap, "stride": grid.stride, "tiles": list(grid.shape),
-                 "tiles_run": int(stage_seconds.get("tiles", 0)), "block": plan.block_size,
-                 "blocks": list(plan.shape), "resumed_blocks": resumed},
+        "grid": {
+            "tile": tile,
+            "overlap": cfg.overlap,
+            "stride": grid.stride,
+            "tiles": list(grid.shape),
+            "tiles_run": int(stage_seconds.get("tiles", 0)),
+            "block": plan.block_size,
+            "blocks": list(plan.shape),
+            "resumed_blocks": resumed,
+        },
         "timings_s": {k: round(v, 3) for k, v in timings.items()},
         "task_seconds": cpu,
         "throughput_mpx_s": round(info.width * info.height / 1e6 / timings["total"], 4),
@@ -387,8 +480,13 @@ def run(cfg: RunConfig, *, progress: ProgressCallback | None = None) -> RunResul
         "polygons": len(polys),
         "valid_pixels": valid_pixels,
         "classes": [
-            {"id": c.id, "name": c.name, "color": c.hex, "pixels": class_pixels[c.name],
-             "area_m2": round(class_areas[c.name], 3)}
+            {
+                "id": c.id,
+                "name": c.name,
+                "color": c.hex,
+                "pixels": class_pixels[c.name],
+                "area_m2": round(class_areas[c.name], 3),
+            }
             for c in spec.classes
         ],
         "outputs": {k: str(v) for k, v in written.items()},
@@ -404,12 +502,17 @@ def run(cfg: RunConfig, *, progress: ProgressCallback | None = None) -> RunResul
         written["store"] = store.path
     if progress:
         progress("export", 1, 1)
-    return RunResult(written, class_areas, class_pixels, len(polys), timings, info.width * info.height,
-                     valid_pixels, resumed, report)
+    return RunResult(
+        written, class_areas, class_pixels, len(polys), timings, info.width * info.height, valid_pixels, resumed, report
+    )
 
 
-def _graph(job: Job, store: WorkStore) -> tuple[list[Any], dict[str, int]]:
-    """Delayed tasks for the blocks not yet in the store, plus vectorisation of all blocks."""
+def _graph(job: Job, store: WorkStore, *, regions_only: bool = False) -> tuple[list[Any], dict[str, int]]:
+    """Delayed tasks for the blocks not yet in the store, plus vectorisation of all blocks.
+
+    With ``regions_only`` the last stage gathers region statistics for the
+    sieve instead of polygons.
+    """
     plan = job.plan
     done = store.done_blocks()
     todo = [b.index for b in plan.blocks() if b.index not in done]
@@ -422,31 +525,53 @@ def _graph(job: Job, store: WorkStore) -> tuple[list[Any], dict[str, int]]:
     }
     stitched = {
         idx: dask.delayed(stitch_block, pure=False)(
-            job, *idx, predicted[idx], [predicted[n] for n in plan.neighbours(*idx)],
+            job,
+            *idx,
+            predicted[idx],
+            [predicted[n] for n in plan.neighbours(*idx)],
             dask_key_name=f"stitch-{idx[0]}-{idx[1]}",
         )
         for idx in todo
     }
+    last = "regions" if regions_only else "vectorize"
     vectorized = [
-        dask.delayed(vectorize_block, pure=False)(job, *b.index, stitched.get(b.index),
-                                                  dask_key_name=f"vectorize-{b.by}-{b.bx}")
+        dask.delayed(vectorize_block, pure=False)(
+            job, *b.index, stitched.get(b.index), regions_only=regions_only, dask_key_name=f"{last}-{b.by}-{b.bx}"
+        )
         for b in plan.blocks()
     ]
-    return [*stitched.values(), *vectorized], {"segment": len(plan), "vectorize": len(plan)}
+    totals = {"segment": len(plan), "clean": len(plan), "vectorize": len(plan)}
+    return [*stitched.values(), *vectorized], totals
 
 
-def _export(cfg: RunConfig, info: SceneInfo, plan: BlockPlan, store: WorkStore, paths: dict[str, Path],
-            classes: ClassTable, polys: Polygons, geoms: np.ndarray, area: np.ndarray, perimeter: np.ndarray,
-            progress: ProgressCallback | None) -> dict[str, Path]:
+def _export(
+    cfg: RunConfig,
+    info: SceneInfo,
+    plan: BlockPlan,
+    store: WorkStore,
+    paths: dict[str, Path],
+    classes: ClassTable,
+    polys: Polygons,
+    geoms: np.ndarray,
+    area: np.ndarray,
+    perimeter: np.ndarray,
+    progress: ProgressCallback | None,
+) -> dict[str, Path]:
     from .export import class_frame, write_class_cog, write_geopackage
 
     written: dict[str, Path] = {}
     frame = class_frame(
-        geoms, polys.classes, classes, info.crs_wkt,
-        area_m2=area, perimeter_m=perimeter, mean_confidence=np.round(polys.mean_confidence, 4),
+        geoms,
+        polys.classes,
+        classes,
+        info.crs_wkt,
+        area_m2=area,
+        perimeter_m=perimeter,
+        mean_confidence=np.round(polys.mean_confidence, 4),
     )
     written["landcover"] = write_geopackage(frame, paths["landcover"])
-    written["classes"] = write_class_cog(store, plan, info, paths["classes"], classes)
+    source = "cleaned" if cfg.min_area > 0 else "classes"
+    written["classes"] = write_class_cog(store, plan, info, paths["classes"], classes, array=source)
     if cfg.confidence:
         written["confidence"] = write_class_cog(store, plan, info, paths["confidence"], classes, array="confidence")
     return written

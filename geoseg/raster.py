@@ -19,7 +19,7 @@ import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 import numpy as np
 import rasterio
@@ -119,8 +119,10 @@ class SceneInfo:
 def _pixel_size_m(crs: CRS, transform: Affine, width: int, height: int) -> tuple[float, float]:
     """Ground pixel size in metres; for geographic CRSs, measured geodesically at the centre."""
     if crs.is_geographic:
-        geod = Geod(ellps="WGS84") if crs.ellipsoid is None else Geod(
-            a=crs.ellipsoid.semi_major_metre, rf=crs.ellipsoid.inverse_flattening or 0.0
+        geod = (
+            Geod(ellps="WGS84")
+            if crs.ellipsoid is None
+            else Geod(a=crs.ellipsoid.semi_major_metre, rf=crs.ellipsoid.inverse_flattening or 0.0)
         )
         cx, cy = transform @ (width / 2, height / 2)
         x1, y1 = transform @ (width / 2 + 1, height / 2)
@@ -215,9 +217,7 @@ def _gdal_reason(exc: Exception) -> str:
 def _check_readable(ds: rasterio.io.DatasetReader, p: Path) -> None:
     """Decode the last internal block of every band: a truncated file fails here, not mid-run."""
     bh, bw = ds.block_shapes[0]
-    win = Window(
-        max(0, ds.width - bw), max(0, ds.height - bh), min(bw, ds.width), min(bh, ds.height)
-    )
+    win = Window(max(0, ds.width - bw), max(0, ds.height - bh), min(bw, ds.width), min(bh, ds.height))
     try:
         ds.read(window=win)
     except RasterioIOError as exc:
@@ -226,8 +226,9 @@ def _check_readable(ds: rasterio.io.DatasetReader, p: Path) -> None:
         ) from exc
 
 
-def select_bands(info: SceneInfo, bands: Sequence[int] | None, expected: int,
-                 names: Sequence[str] | None = None) -> tuple[int, ...]:
+def select_bands(
+    info: SceneInfo, bands: Sequence[int] | None, expected: int, names: Sequence[str] | None = None
+) -> tuple[int, ...]:
     """Choose the 1-based scene bands fed to a model that expects `expected` bands.
 
     With `bands` given, they are validated; otherwise all non-alpha bands are
@@ -247,9 +248,7 @@ def select_bands(info: SceneInfo, bands: Sequence[int] | None, expected: int,
                 f"{Path(info.path).name} has bands 1..{info.count}"
             )
         if len(bands) != expected:
-            raise SceneError(
-                f"--bands selects {len(bands)} band(s) but the model expects {expected}{model_bands}"
-            )
+            raise SceneError(f"--bands selects {len(bands)} band(s) but the model expects {expected}{model_bands}")
         return tuple(int(b) for b in bands)
     data = info.data_bands
     if len(data) == expected:
@@ -259,8 +258,10 @@ def select_bands(info: SceneInfo, bands: Sequence[int] | None, expected: int,
     if len(data) > expected:
         fix = f"pass --bands {','.join(str(b) for b in data[:expected])} (or the bands in the model's order)"
     elif len(data) + len(info.alpha_bands) >= expected:
-        fix = (f"if band {info.alpha_bands[0]} is data, not alpha, pass --bands "
-               f"{','.join(str(b) for b in range(1, expected + 1))}")
+        fix = (
+            f"if band {info.alpha_bands[0]} is data, not alpha, pass --bands "
+            f"{','.join(str(b) for b in range(1, expected + 1))}"
+        )
     else:
         fix = f"use a model for {len(data)}-band imagery"
     raise SceneError(f"{have} but the model expects {expected}{model_bands}; {fix}")
@@ -359,8 +360,11 @@ def has_valid_pixels(info: SceneInfo, *, max_side: int = 1024) -> bool:
     if info.mask_kind == "none":
         return True
     scale = max(info.width, info.height) / max_side
-    shape = (info.height, info.width) if scale <= 1 else (
-        max(1, round(info.height / scale)), max(1, round(info.width / scale)))
+    shape = (
+        (info.height, info.width)
+        if scale <= 1
+        else (max(1, round(info.height / scale)), max(1, round(info.width / scale)))
+    )
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", NotGeoreferencedWarning)
         with rasterio.open(info.path) as ds:
@@ -368,7 +372,7 @@ def has_valid_pixels(info: SceneInfo, *, max_side: int = 1024) -> bool:
     return bool(mask.any()) or scale > 1
 
 
-def _cast(value: float, dtype: np.dtype) -> np.generic:
+def _cast(value: float, dtype: np.dtype) -> Any:
     """`value` in `dtype`: rounded and clipped for integer types."""
     if np.issubdtype(dtype, np.integer):
         lim = np.iinfo(dtype)

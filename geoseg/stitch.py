@@ -64,7 +64,7 @@ def ramp(tile: int, overlap: int) -> np.ndarray:
         p = np.arange(overlap, dtype=np.float64)
         up = np.sin(np.pi / 2 * (p + 0.5) / overlap) ** 2
         w[:overlap] = up
-        w[tile - overlap:] = up[::-1]
+        w[tile - overlap :] = up[::-1]
     return w.astype(np.float32)
 
 

@@ -42,8 +42,9 @@ class WorkStore:
 
     # -- creation ---------------------------------------------------------------------------
     @classmethod
-    def prepare(cls, path: str | Path, plan: BlockPlan, fingerprint: dict[str, Any], *,
-                overwrite: bool = False) -> tuple[WorkStore, int]:
+    def prepare(
+        cls, path: str | Path, plan: BlockPlan, fingerprint: dict[str, Any], *, overwrite: bool = False
+    ) -> tuple[WorkStore, int]:
         """Open the store for `fingerprint`, creating it if needed.
 
         Returns
@@ -65,9 +66,7 @@ class WorkStore:
             except Exception:
                 old = None
             if old is None and not overwrite:
-                raise GeosegIOError(
-                    f"{path} exists and is not a geoseg working store; remove it or pass --overwrite"
-                )
+                raise GeosegIOError(f"{path} exists and is not a geoseg working store; remove it or pass --overwrite")
             if old == fingerprint:
                 store = cls(path)
                 n = int(np.count_nonzero(store._done[:]))
@@ -79,10 +78,8 @@ class WorkStore:
         b = plan.block_size
         try:
             group = zarr.open_group(str(path), mode="w")
-            group.create_array("classes", shape=(h, w), chunks=(min(b, h), min(b, w)), dtype="uint8",
-                               fill_value=NODATA)
-            group.create_array("confidence", shape=(h, w), chunks=(min(b, h), min(b, w)), dtype="uint8",
-                               fill_value=0)
+            group.create_array("classes", shape=(h, w), chunks=(min(b, h), min(b, w)), dtype="uint8", fill_value=NODATA)
+            group.create_array("confidence", shape=(h, w), chunks=(min(b, h), min(b, w)), dtype="uint8", fill_value=0)
             group.create_array("done", shape=plan.shape, chunks=(1, 1), dtype="uint8", fill_value=0)
             group.attrs[_ATTR] = fingerprint
         except OSError as exc:
@@ -91,7 +88,7 @@ class WorkStore:
 
     # -- arrays -----------------------------------------------------------------------------
     def _array(self, name: str, mode: str = "r") -> zarr.Array:
-        return zarr.open_array(str(self.path / name), mode=mode)  # type: ignore[arg-type]
+        return zarr.open_array(str(self.path / name), mode=mode)
 
     @property
     def _done(self) -> zarr.Array:
@@ -99,7 +96,7 @@ class WorkStore:
 
     def done_blocks(self) -> set[tuple[int, int]]:
         """Indices of blocks already written."""
-        ys, xs = np.nonzero(self._done[:])
+        ys, xs = np.nonzero(np.asarray(self._done[:]))
         return {(int(y), int(x)) for y, x in zip(ys, xs, strict=True)}
 
     def write_block(self, block: Block, classes: np.ndarray, confidence: np.ndarray) -> None:
@@ -108,6 +105,18 @@ class WorkStore:
         self._array("classes", "r+")[s] = classes
         self._array("confidence", "r+")[s] = confidence
         self._array("done", "r+")[block.by, block.bx] = 1
+
+    def ensure(self, name: str, *, like: str = "classes") -> None:
+        """Create array `name` shaped and chunked like `like` (emptied if it exists)."""
+        src = self._array(like)
+        group = zarr.open_group(str(self.path), mode="r+")
+        group.create_array(
+            name, shape=src.shape, chunks=src.chunks, dtype=src.dtype, fill_value=src.fill_value, overwrite=True
+        )
+
+    def write(self, rect: Rect, data: np.ndarray, name: str) -> None:
+        """Write a rectangle of one array (whole chunks only when tasks write concurrently)."""
+        self._array(name, "r+")[rect.slices()] = data
 
     def read(self, rect: Rect, name: str = "classes") -> np.ndarray:
         """Read a rectangle (inside the scene) of one array."""

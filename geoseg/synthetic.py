@@ -268,9 +268,7 @@ class SceneSpec:
                 raise ConfigError(f"SceneSpec.{name} must be a positive integer, got {value!r}")
         size_ok = isinstance(self.pixel_size, (int, float, np.floating))
         if isinstance(self.pixel_size, bool) or not (size_ok and math.isfinite(self.pixel_size)):
-            raise ConfigError(
-                f"SceneSpec.pixel_size must be a finite number, got {self.pixel_size!r}"
-            )
+            raise ConfigError(f"SceneSpec.pixel_size must be a finite number, got {self.pixel_size!r}")
         if self.pixel_size <= 0:
             raise ConfigError(
                 f"SceneSpec.pixel_size must be > 0 metres, got {self.pixel_size!r}; "
@@ -281,16 +279,12 @@ class SceneSpec:
         except (TypeError, ValueError):
             origin = ()
         if len(origin) != 2 or not all(math.isfinite(v) for v in origin):
-            raise ConfigError(
-                f"SceneSpec.origin must be two finite numbers (x, y), got {self.origin!r}"
-            )
+            raise ConfigError(f"SceneSpec.origin must be two finite numbers (x, y), got {self.origin!r}")
         object.__setattr__(self, "origin", origin)  # a list would make the spec unhashable
         if isinstance(self.seed, bool) or not isinstance(self.seed, (int, np.integer)):
             raise ConfigError(f"SceneSpec.seed must be an integer, got {self.seed!r}")
         if self.bands not in _BAND_ORDER:
-            raise ConfigError(
-                f"SceneSpec.bands must be one of {sorted(_BAND_ORDER)}, got {self.bands!r}"
-            )
+            raise ConfigError(f"SceneSpec.bands must be one of {sorted(_BAND_ORDER)}, got {self.bands!r}")
         if self.dtype not in _DTYPE_SCALE:
             raise ConfigError(f"SceneSpec.dtype must be 'uint8' or 'uint16', got {self.dtype!r}")
         if self.nodata is not None:
@@ -457,9 +451,7 @@ class _Rng:
 
     def colour(self, base: _Colour, spread: float = 0.12, tint: float = 0.025) -> np.ndarray:
         k = self.u(1 - spread, 1 + spread)
-        return np.array(
-            [max(0.0, min(1.0, c * k + self.u(-tint, tint))) for c in base], dtype=np.float32
-        )
+        return np.array([max(0.0, min(1.0, c * k + self.u(-tint, tint))) for c in base], dtype=np.float32)
 
 
 # ---------------------------------------------------------------------------
@@ -743,10 +735,7 @@ class _Blob(_Obj):
             # Mixed debris: each channel follows a different noise field.
             fields = (cv.noise[1][sl], cv.noise[3][sl], cv.noise[0][sl], cv.noise[1][sl])
             colour = np.stack(
-                [
-                    self.colour[k] + np.float32(0.55) * (fields[k] - np.float32(0.5))
-                    for k in range(cv.nch)
-                ]
+                [self.colour[k] + np.float32(0.55) * (fields[k] - np.float32(0.5)) for k in range(cv.nch)]
             )
         cv.put(sl, mask, 0.0, self.label, self.mat, colour)
 
@@ -757,9 +746,7 @@ class _Prism(_Obj):
     __slots__ = ("box", "colour", "label", "mat", "z")
     casts = True
 
-    def __init__(
-        self, box: _Box, z: float, label: int, mat: int, colour: np.ndarray, world: _World
-    ) -> None:
+    def __init__(self, box: _Box, z: float, label: int, mat: int, colour: np.ndarray, world: _World) -> None:
         self.box, self.z, self.label, self.mat, self.colour = box, z, label, mat, colour
         self.bb = box.bbox()
         self.sb = _shadow_bbox(self.bb, world, z)
@@ -965,9 +952,7 @@ class _Frame:
 
     __slots__ = ("ax", "ay", "nx", "ny", "ox", "oy")
 
-    def __init__(
-        self, origin: tuple[float, float], along: tuple[float, float], across: tuple[float, float]
-    ):
+    def __init__(self, origin: tuple[float, float], along: tuple[float, float], across: tuple[float, float]):
         (self.ox, self.oy), (self.ax, self.ay), (self.nx, self.ny) = origin, along, across
 
     def point(self, al: float, ac: float) -> tuple[float, float]:
@@ -997,9 +982,7 @@ class _Builder:
     def rect(self, u0: float, u1: float, v0: float, v1: float) -> _Box:
         return self.box((u0 + u1) / 2, (v0 + v1) / 2, u1 - u0, v1 - v0)
 
-    def fbox(
-        self, fr: _Frame, al: float, ac: float, len_al: float, len_ac: float, rot: float = 0.0
-    ) -> _Box:
+    def fbox(self, fr: _Frame, al: float, ac: float, len_al: float, len_ac: float, rot: float = 0.0) -> _Box:
         gu, gv = fr.point(al, ac)
         return self.box(gu, gv, len_al, len_ac, fr.angle(rot))
 
@@ -1019,9 +1002,7 @@ class _Builder:
         colour = rng.colour(rng.pick(_CARS, _CARS_W), spread=0.08)
         self.add(9, _Car(self.box(gu, gv, length, width, angle), colour, self.world))
 
-    def wing(
-        self, box: _Box, z: float, roof: str, colour: np.ndarray, mat: int, pitch: float
-    ) -> None:
+    def wing(self, box: _Box, z: float, roof: str, colour: np.ndarray, mat: int, pitch: float) -> None:
         if box.hw > box.hl:  # the ridge runs along the longer side
             box = _Box(box.cx, box.cy, box.hw, box.hl, math.atan2(box.sa, box.ca) + math.pi / 2)
         self.add(7, _Wing(box, z, roof, colour, mat, pitch, self.world))
@@ -1102,9 +1083,7 @@ def _interior(seed: int, i: int, j: int) -> _Interior:
         _inset(seed, 1, j, i),
         _inset(seed, 1, j + 1, i),
     )
-    return _Interior(
-        u0 + insets[0], u1 - insets[1], v0 + insets[2], v1 - insets[3], tuple(x > 0 for x in insets)
-    )
+    return _Interior(u0 + insets[0], u1 - insets[1], v0 + insets[2], v1 - insets[3], tuple(x > 0 for x in insets))
 
 
 def _street(b: _Builder, seed: int, axis: int, line: int, seg: int) -> None:
@@ -1165,9 +1144,7 @@ def _street(b: _Builder, seed: int, axis: int, line: int, seg: int) -> None:
                 ),
             )
             for side in (-1, 1):
-                b.add(
-                    4, _Flat(seg_box(m0, m1, side * (ln.half - 0.45), 0.12), _IMP, _M_MARKING, mark)
-                )
+                b.add(4, _Flat(seg_box(m0, m1, side * (ln.half - 0.45), 0.12), _IMP, _M_MARKING, mark))
         if e0 > 0 and rng.chance(0.35):  # zebra crossing by the junction
             b.add(
                 4,
@@ -1292,9 +1269,7 @@ def _house_lot(b: _Builder, rng: _Rng, fr: _Frame, al0: float, al1: float, depth
                 gu, gv = fr.point(dal, rng.u(2.8, dlen - 2.6))
                 b.car(rng, (gu, gv, 0.0), fr.angle(math.pi / 2))
         elif setback >= 3:
-            b.add(
-                3, _Flat(b.fbox(fr, al, setback / 2, 3.0, setback + 0.5), _IMP, _M_PAVING, paving)
-            )
+            b.add(3, _Flat(b.fbox(fr, al, setback / 2, 3.0, setback + 0.5), _IMP, _M_PAVING, paving))
         if rng.chance(0.4) and back > 3.5:
             b.add(
                 3,
@@ -1312,11 +1287,7 @@ def _house_lot(b: _Builder, rng: _Rng, fr: _Frame, al0: float, al1: float, depth
         r = rng.u(1.8, 5.0)
         for _attempt in range(6):
             tal, tac = rng.u(al0 + 1, al1 - 1), rng.u(1.0, depth - 1.0)
-            if (
-                not house
-                or abs(tal - al) > width / 2 + 0.4 * r
-                or abs(tac - setback - deep / 2) > deep / 2 + 0.4 * r
-            ):
+            if not house or abs(tal - al) > width / 2 + 0.4 * r or abs(tac - setback - deep / 2) > deep / 2 + 0.4 * r:
                 gu, gv = fr.point(tal, tac)
                 b.tree(rng, gu, gv, r)
                 break
@@ -1332,9 +1303,7 @@ def _house_lot(b: _Builder, rng: _Rng, fr: _Frame, al0: float, al1: float, depth
         )
         b.add(
             1,
-            _Flat(
-                bed, _CLU, _M_SOIL, rng.colour(rng.pick(_SOIL[:2])), stripes=(0.7, 0.5, True, 0.12)
-            ),
+            _Flat(bed, _CLU, _M_SOIL, rng.colour(rng.pick(_SOIL[:2])), stripes=(0.7, 0.5, True, 0.12)),
         )
     if rng.chance(0.08) and room > 7:
         pool = b.fbox(fr, rng.u(al0 + 4, al1 - 4), back_ac, rng.u(5, 9), rng.u(3, 4.5))
@@ -1355,9 +1324,7 @@ def _house_lot(b: _Builder, rng: _Rng, fr: _Frame, al0: float, al1: float, depth
             b.add(6, _Prism(hb, rng.u(1.2, 2.2), _LOW, _M_HEDGE, rng.colour(_HEDGE, 0.12), b.world))
 
 
-def _scatter_trees(
-    b: _Builder, rng: _Rng, it: _Interior, n: int, cluster: float | None = None
-) -> None:
+def _scatter_trees(b: _Builder, rng: _Rng, it: _Interior, n: int, cluster: float | None = None) -> None:
     margin = 2.0
     if it.u1 - it.u0 < 2 * margin + 1 or it.v1 - it.v0 < 2 * margin + 1:
         return
@@ -1452,9 +1419,7 @@ def _gen_urban(b: _Builder, rng: _Rng, it: _Interior) -> None:
             if inner.u0 + 2 + k * 2.6 < inner.u1 - 2:
                 b.car(rng, (inner.u0 + 2.5 + k * 2.6, inner.v0 + 3.0, 0.0), math.pi / 2)
         for _ in range(rng.integer(0, 2)):
-            b.container(
-                rng, rng.u(inner.u0 + 3, inner.u1 - 3), rng.u(inner.v0 + 3, inner.v1 - 3), 0.0
-            )
+            b.container(rng, rng.u(inner.u0 + 3, inner.u1 - 3), rng.u(inner.v0 + 3, inner.v1 - 3), 0.0)
         if rng.chance(0.5):
             b.debris(
                 rng,
@@ -1563,9 +1528,7 @@ def _gen_park(b: _Builder, rng: _Rng, it: _Interior) -> None:
 def _gen_field(b: _Builder, rng: _Rng, it: _Interior) -> None:
     full = b.rect(it.u0, it.u1, it.v0, it.v1)
     green = rng.colour(rng.pick((_FIELD_GREEN, _FIELD_YELLOW, _LAWN_DRY)), spread=0.1)
-    b.add(
-        0, _Flat(full, _LOW, _M_FIELD, green, stripes=(rng.u(0.8, 3.0), 0.5, rng.chance(0.5), 0.06))
-    )
+    b.add(0, _Flat(full, _LOW, _M_FIELD, green, stripes=(rng.u(0.8, 3.0), 0.5, rng.chance(0.5), 0.06)))
     lu, lv = it.u1 - it.u0, it.v1 - it.v0
     if rng.chance(0.75):  # bare soil / construction site
         fu, fv = rng.u(0.3, 0.8) * lu, rng.u(0.3, 0.8) * lv
@@ -1575,9 +1538,7 @@ def _gen_field(b: _Builder, rng: _Rng, it: _Interior) -> None:
             for _ in range(rng.integer(1, 4)):
                 b.debris(rng, gu + rng.u(-0.4, 0.4) * fu, gv + rng.u(-0.4, 0.4) * fv, rng.u(1.5, 4))
             for _ in range(rng.integer(0, 3)):
-                b.container(
-                    rng, gu + rng.u(-0.4, 0.4) * fu, gv + rng.u(-0.4, 0.4) * fv, rng.u(0, math.pi)
-                )
+                b.container(rng, gu + rng.u(-0.4, 0.4) * fu, gv + rng.u(-0.4, 0.4) * fv, rng.u(0, math.pi))
     if rng.chance(0.6):
         _scatter_trees(b, rng, it, rng.integer(2, 7), cluster=rng.u(4, 10))
 
@@ -1662,9 +1623,7 @@ def _pixel_noise(seed: int, r0: int, c0: int, h: int, w: int, nch: int) -> np.nd
     rows = np.arange(r0, r0 + h, dtype=np.int64)
     cols = np.arange(c0, c0 + w, dtype=np.int64)
     h1 = _hash2d(rows, cols, key)
-    lum = ((h1 & 0xFFFF).astype(np.float32) + (h1 >> 16).astype(np.float32)) * np.float32(
-        1 / 65536.0
-    ) - 1
+    lum = ((h1 & 0xFFFF).astype(np.float32) + (h1 >> 16).astype(np.float32)) * np.float32(1 / 65536.0) - 1
     lum *= np.float32(0.028)
     h2 = _fmix(h1 ^ np.uint32(0x5BD1E995))
     out = np.empty((nch, h, w), dtype=np.float32)
@@ -1699,9 +1658,7 @@ def _blur(img: np.ndarray) -> np.ndarray:
     return rows[:, :, :-2] * a + rows[:, :, 1:-1] * b + rows[:, :, 2:] * a
 
 
-def _render_block(
-    spec: SceneSpec, r0: int, c0: int, h: int, w: int
-) -> tuple[np.ndarray, np.ndarray]:
+def _render_block(spec: SceneSpec, r0: int, c0: int, h: int, w: int) -> tuple[np.ndarray, np.ndarray]:
     world = _world(spec.seed & _MASK64)
     cv = _Canvas(spec, world, r0 - 1, c0 - 1, h + 2, w + 2)
     objs = _gather(world, cv.bounds)
@@ -1715,9 +1672,7 @@ def _render_block(
     img += _pixel_noise(world.seed, r0, c0, h, w, cv.nch)
     label = cv.label[1:-1, 1:-1].copy()
     info = np.iinfo(spec.dtype)
-    scaled = img[list(_BAND_ORDER[spec.bands])] * np.float32(_DTYPE_SCALE[spec.dtype]) + np.float32(
-        0.5
-    )
+    scaled = img[list(_BAND_ORDER[spec.bands])] * np.float32(_DTYPE_SCALE[spec.dtype]) + np.float32(0.5)
     out = np.clip(scaled, 0, info.max).astype(spec.dtype)
     if spec.nodata is not None:
         valid = _valid_mask(spec, r0, c0, h, w)
@@ -1784,9 +1739,7 @@ def render_window(
         if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
             raise ConfigError(f"{name} must be an integer, got {value!r}")
     if height < 1 or width < 1:
-        raise ConfigError(
-            f"window must be at least 1 x 1 pixels, got height={height}, width={width}"
-        )
+        raise ConfigError(f"window must be at least 1 x 1 pixels, got height={height}, width={width}")
     if row_off < 0 or col_off < 0 or row_off + height > spec.height or col_off + width > spec.width:
         raise ConfigError(
             f"window rows {row_off}..{row_off + height}, cols {col_off}..{col_off + width} reach "
@@ -1881,9 +1834,7 @@ def write_scene(
         **predictor,
     )
     # GDAL would tag three uint8 bands as red, green, blue; NIR-R-G must not claim that.
-    image_profile["photometric"] = {"rgb": "RGB", "rgbn": "MINISBLACK", "irrg": "MINISBLACK"}[
-        spec.bands
-    ]
+    image_profile["photometric"] = {"rgb": "RGB", "rgbn": "MINISBLACK", "irrg": "MINISBLACK"}[spec.bands]
     label_profile = dict(common, count=1, dtype="uint8", nodata=NODATA)
     targets = [Path(image_path)] + ([Path(label_path)] if label_path is not None else [])
     temps = [t.with_name(f".{t.name}.partial{t.suffix or '.tif'}") for t in targets]
@@ -1900,16 +1851,12 @@ def write_scene(
                     ColorInterp.undefined,
                 ]
             img_ds.update_tags(SYNTHETIC_SEED=str(spec.seed), BANDS=spec.bands)
-            lab_ds = (
-                rasterio.open(temps[1], "w", **label_profile) if label_path is not None else None
-            )
+            lab_ds = rasterio.open(temps[1], "w", **label_profile) if label_path is not None else None
             try:
                 if lab_ds is not None:
                     lab_ds.write_colormap(1, ISPRS.colormap())
                     lab_ds.set_band_description(1, "ISPRS class")
-                    lab_ds.update_tags(
-                        CLASS_NAMES=";".join(f"{k}={n}" for k, n in enumerate(CLASS_NAMES))
-                    )
+                    lab_ds.update_tags(CLASS_NAMES=";".join(f"{k}={n}" for k, n in enumerate(CLASS_NAMES)))
                 for r in range(0, spec.height, step):
                     for c in range(0, spec.width, step):
                         hh, ww = min(step, spec.height - r), min(step, spec.width - c)
@@ -1918,9 +1865,7 @@ def write_scene(
                         img_ds.write(image, window=window)
                         if lab_ds is not None:
                             lab_ds.write(label, 1, window=window)
-                logger.debug(
-                    "rendered %d x %d synthetic scene (seed %d)", spec.width, spec.height, spec.seed
-                )
+                logger.debug("rendered %d x %d synthetic scene (seed %d)", spec.width, spec.height, spec.seed)
             finally:
                 if lab_ds is not None:
                     lab_ds.close()

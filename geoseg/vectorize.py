@@ -15,6 +15,8 @@ transform; areas and perimeters are measured in metres (see :func:`measure`).
 
 from __future__ import annotations
 
+import heapq
+import itertools
 import logging
 import math
 from dataclasses import dataclass
@@ -35,7 +37,7 @@ __all__ = [
     "measure",
     "merge_blocks",
     "polygonize_block",
-    "remove_small",
+    "sieve",
     "simplify",
     "to_crs",
 ]
@@ -49,21 +51,24 @@ _FOUR = ndimage.generate_binary_structure(2, 1)
 class BlockPolygons:
     """The polygons of one block, with what the seam merge needs.
 
-    ``geoms[i]``, ``classes[i]``, ``pixels[i]`` and ``conf_sum[i]`` describe
-    local region ``i + 1``; ``edges`` holds the region label (0 = no data) of
+    ``geoms[i]``, ``classes[i]``, ``pixels[i]``, ``conf_sum[i]`` and
+    ``anchor[i]`` (its first pixel in raster order, ``row << 32 | col`` in
+    scene coordinates) describe local region ``i + 1``; ``edges`` holds the region label (0 = no data) of
     every pixel along the core's top, bottom, left and right edges.
     """
 
     index: tuple[int, int]
     core: Rect
-    geoms: np.ndarray
+    geoms: np.ndarray | None
     classes: np.ndarray
     pixels: np.ndarray
     conf_sum: np.ndarray
     edges: dict[str, np.ndarray]
+    anchor: np.ndarray
+    adjacency: np.ndarray | None = None
 
     def __len__(self) -> int:
-        return len(self.geoms)
+        return len(self.classes)
 
 
 @dataclass
@@ -115,9 +120,20 @@ def _polygon(geojson: dict) -> shapely.Polygon:
     return shapely.Polygon(rings[0], rings[1:])
 
 
-def polygonize_block(classes: np.ndarray, confidence: np.ndarray, core: Rect,
-                     index: tuple[int, int] = (0, 0)) -> BlockPolygons:
+def polygonize_block(
+    classes: np.ndarray,
+    confidence: np.ndarray | None,
+    core: Rect,
+    index: tuple[int, int] = (0, 0),
+    *,
+    geometry: bool = True,
+    adjacency: bool = False,
+) -> BlockPolygons:
     """Polygons of one block's class array (`core` places it in the scene).
+
+    With ``geometry=False`` only the regions' statistics and edge labels are
+    computed; ``adjacency=True`` adds the shared edge length (in pixel edges)
+    of every pair of touching regions, for :func:`sieve`.
 
     Examples
     --------
@@ -128,21 +144,41 @@ def polygonize_block(classes: np.ndarray, confidence: np.ndarray, core: Rect,
     """
     labels, region_class = label_regions(classes)
     n = len(region_class)
-    geoms = np.empty(n, dtype=object)
-    if n:
+    geoms = np.empty(n, dtype=object) if geometry else None
+    if n and geoms is not None:
         transform = Affine.translation(core.col0, core.row0)
         for geom, value in rasterio.features.shapes(labels, mask=labels > 0, connectivity=4, transform=transform):
             geoms[int(value) - 1] = _polygon(geom)
     flat = labels.ravel()
     pixels = np.bincount(flat, minlength=n + 1)[1:].astype(np.int64)
-    conf_sum = np.bincount(flat, weights=confidence.ravel(), minlength=n + 1)[1:].astype(np.int64)
+    conf_sum = (
+        np.bincount(flat, weights=confidence.ravel(), minlength=n + 1)[1:].astype(np.int64)
+        if confidence is not None
+        else np.zeros(n, np.int64)
+    )
     edges = {
         "top": labels[0].copy(),
         "bottom": labels[-1].copy(),
         "left": labels[:, 0].copy(),
         "right": labels[:, -1].copy(),
     }
-    return BlockPolygons(index, core, geoms, region_class, pixels, conf_sum, edges)
+    values, first = np.unique(flat, return_index=True)
+    first = first[values > 0]
+    rows, cols = np.divmod(first.astype(np.int64), classes.shape[1])
+    anchor = (rows + core.row0) << 32 | (cols + core.col0)
+    adj = region_adjacency(labels) if adjacency else None
+    return BlockPolygons(index, core, geoms, region_class, pixels, conf_sum, edges, anchor, adj)
+
+
+def region_adjacency(labels: np.ndarray) -> np.ndarray:
+    """``(m, 3)`` int64 rows ``(a, b, edges)``: regions a < b touch along `edges` pixel edges."""
+    pairs = []
+    for x, y in ((labels[:, :-1], labels[:, 1:]), (labels[:-1, :], labels[1:, :])):
+        m = (x != y) & (x > 0) & (y > 0)
+        a, b = x[m].astype(np.int64), y[m].astype(np.int64)
+        pairs.append(np.minimum(a, b) << 32 | np.maximum(a, b))
+    keys, counts = np.unique(np.concatenate(pairs), return_counts=True)
+    return np.column_stack([keys >> 32, keys & 0xFFFFFFFF, counts]).astype(np.int64)
 
 
 class _UnionFind:
@@ -164,20 +200,25 @@ class _UnionFind:
             self.parent[max(ra, rb)] = min(ra, rb)
 
 
-def merge_blocks(parts: dict[tuple[int, int], BlockPolygons]) -> Polygons:
-    """Join the blocks' polygons, dissolving regions that continue across block edges."""
+def _link(
+    parts: dict[tuple[int, int], BlockPolygons],
+) -> tuple[list[tuple[int, int]], dict[tuple[int, int], int], np.ndarray, list[np.ndarray]]:
+    """Join regions continuing across block edges.
+
+    Returns the block order, each block's offset into the global region
+    numbering, every region's root id, and the ``(i, j)`` global pairs of
+    different regions that touch across a seam (one row per pixel edge).
+    """
     keys = sorted(parts)
     offsets: dict[tuple[int, int], int] = {}
     total = 0
     for k in keys:
         offsets[k] = total
         total += len(parts[k])
-    geoms = np.concatenate([parts[k].geoms for k in keys]) if keys else np.empty(0, object)
     classes = np.concatenate([parts[k].classes for k in keys]) if keys else np.zeros(0, np.uint8)
-    pixels = np.concatenate([parts[k].pixels for k in keys]) if keys else np.zeros(0, np.int64)
-    conf = np.concatenate([parts[k].conf_sum for k in keys]) if keys else np.zeros(0, np.int64)
     uf = _UnionFind(total)
-    for (by, bx) in keys:
+    across: list[np.ndarray] = []
+    for by, bx in keys:
         a = parts[(by, bx)]
         for other, mine, theirs in (((by, bx + 1), "right", "left"), ((by + 1, bx), "bottom", "top")):
             b = parts.get(other)
@@ -190,7 +231,19 @@ def merge_blocks(parts: dict[tuple[int, int], BlockPolygons]) -> Polygons:
             same = classes[ga] == classes[gb]
             for i, j in set(zip(ga[same].tolist(), gb[same].tolist(), strict=True)):
                 uf.union(i, j)
+            across.append(np.column_stack([ga[~same], gb[~same]]))
     roots = np.array([uf.find(i) for i in range(total)], dtype=np.int64)
+    return keys, offsets, roots, across
+
+
+def merge_blocks(parts: dict[tuple[int, int], BlockPolygons]) -> Polygons:
+    """Join the blocks' polygons, dissolving regions that continue across block edges."""
+    keys, _, roots, _ = _link(parts)
+    total = len(roots)
+    geoms = np.concatenate([parts[k].geoms for k in keys]) if keys else np.empty(0, object)
+    classes = np.concatenate([parts[k].classes for k in keys]) if keys else np.zeros(0, np.uint8)
+    pixels = np.concatenate([parts[k].pixels for k in keys]) if keys else np.zeros(0, np.int64)
+    conf = np.concatenate([parts[k].conf_sum for k in keys]) if keys else np.zeros(0, np.int64)
     order = np.argsort(roots, kind="stable")
     uniq, starts = np.unique(roots[order], return_index=True)
     out_geoms = np.empty(len(uniq), dtype=object)
@@ -199,14 +252,104 @@ def merge_blocks(parts: dict[tuple[int, int], BlockPolygons]) -> Polygons:
     out_conf = np.add.reduceat(conf[order], starts) if total else conf
     bounds = [*starts.tolist(), total]
     merged = 0
-    for g, (s, e) in enumerate(zip(bounds[:-1], bounds[1:], strict=True)):
+    for g, (s, e) in enumerate(itertools.pairwise(bounds)):
         if e - s == 1:
             out_geoms[g] = geoms[order[s]]
         else:
             merged += 1
-            out_geoms[g] = _dissolve(geoms[order[s:e]])
+            out_geoms[g] = _dissolve_seam_pieces(geoms[order[s:e]])
     log.debug("merged %d regions cut by block edges from %d pieces", merged, total)
     return Polygons(out_geoms, out_classes, out_pixels, out_conf)
+
+
+def sieve(parts: dict[tuple[int, int], BlockPolygons], min_pixels: float) -> dict[tuple[int, int], np.ndarray]:
+    """Minimum mapping unit: the new class of every region, as a lookup table per block.
+
+    Regions (joined across block edges) smaller than `min_pixels` are absorbed,
+    smallest first, by the neighbour they share the longest edge with (ties:
+    the larger neighbour, then the lower id); a region absorbing one also joins
+    the absorbed region's other neighbours of its class, since they now touch.
+    Regions with no neighbour (islands in nodata) stay. Relabelling each
+    block's regions with ``lut[labels]`` gives the cleaned class raster, which
+    has no region below `min_pixels` other than such islands.
+
+    `parts` must come from :func:`polygonize_block` with ``adjacency=True``.
+    """
+    keys, offsets, roots, across = _link(parts)
+    uniq, region = np.unique(roots, return_inverse=True)
+    n = len(uniq)
+    classes = np.concatenate([parts[k].classes for k in keys]) if keys else np.zeros(0, np.uint8)
+    pixels = np.concatenate([parts[k].pixels for k in keys]) if keys else np.zeros(0, np.int64)
+    size = np.bincount(region, weights=pixels, minlength=n).astype(np.int64)
+    cls = classes[uniq].astype(np.int64)
+    # Decisions use each region's first pixel, never its id, so they do not depend on the block layout.
+    anchors = np.concatenate([parts[k].anchor for k in keys]) if keys else np.zeros(0, np.int64)
+    anchor = np.full(n, np.iinfo(np.int64).max, dtype=np.int64)
+    np.minimum.at(anchor, region, anchors)
+    rows = [
+        np.column_stack([region[across_pairs[:, 0]], region[across_pairs[:, 1]], np.ones(len(across_pairs), np.int64)])
+        for across_pairs in across
+        if len(across_pairs)
+    ]
+    for k in keys:
+        adj = parts[k].adjacency
+        if adj is None:
+            raise ValueError("sieve needs polygonize_block(..., adjacency=True)")
+        if len(adj):
+            off = offsets[k] - 1
+            rows.append(np.column_stack([region[adj[:, 0] + off], region[adj[:, 1] + off], adj[:, 2]]))
+    nbrs: dict[int, dict[int, int]] = {}
+    small = set(np.flatnonzero(size < min_pixels).tolist())
+    if rows and small:
+        allrows = np.concatenate(rows)
+        a, b = np.minimum(allrows[:, 0], allrows[:, 1]), np.maximum(allrows[:, 0], allrows[:, 1])
+        keep = a != b
+        key = a[keep] << 32 | b[keep]
+        ukey, inv = np.unique(key, return_inverse=True)
+        weight = np.bincount(inv, weights=allrows[keep, 2]).astype(np.int64)
+        for kk, w in zip(ukey.tolist(), weight.tolist(), strict=True):
+            i, j = kk >> 32, kk & 0xFFFFFFFF
+            nbrs.setdefault(i, {})[j] = w
+            nbrs.setdefault(j, {})[i] = w
+    uf = _UnionFind(n)
+
+    def absorb(target: int, r: int) -> None:
+        uf.parent[r] = target
+        size[target] += size[r]
+        tn = nbrs.setdefault(target, {})
+        for s, w in nbrs.pop(r, {}).items():
+            ns = nbrs[s]
+            del ns[r]
+            if s == target:
+                continue
+            tn[s] = tn.get(s, 0) + w
+            ns[target] = ns.get(target, 0) + w
+        tn.pop(r, None)
+
+    heap = [(int(size[r]), int(anchor[r]), r) for r in small]
+    heapq.heapify(heap)
+    while heap:
+        sz, _, r = heapq.heappop(heap)
+        if uf.parent[r] != r or sz != size[r] or size[r] >= min_pixels:
+            continue
+        near = nbrs.get(r)
+        if not near:
+            continue
+        t = max(near, key=lambda s: (near[s], size[s], -anchor[s]))
+        touching = [s for s in near if s != t and cls[s] == cls[t]]
+        absorb(t, r)
+        for s in touching:
+            if uf.parent[s] == s and s in nbrs.get(t, {}):
+                absorb(t, s)
+        if size[t] < min_pixels:
+            heapq.heappush(heap, (int(size[t]), int(anchor[t]), t))
+    final = np.array([cls[uf.find(r)] for r in range(n)], dtype=np.uint8)
+    luts = {}
+    for k in keys:
+        lut = np.full(len(parts[k]) + 1, NODATA, dtype=np.uint8)
+        lut[1:] = final[region[offsets[k] : offsets[k] + len(parts[k])]]
+        luts[k] = lut
+    return luts
 
 
 def _dissolve(pieces: np.ndarray) -> shapely.Geometry:
@@ -220,6 +363,24 @@ def _dissolve(pieces: np.ndarray) -> shapely.Geometry:
     if isinstance(geom, shapely.Polygon):
         return _drop_collinear(geom)
     return geom
+
+
+def _dissolve_seam_pieces(pieces: np.ndarray) -> shapely.Geometry:
+    """:func:`_dissolve` for the pieces of one region cut by block edges.
+
+    A piece's holes lie inside its block and never touch a block edge, so only
+    the outer rings need the overlay; the holes are carried over as they are.
+    This keeps the merge fast for large regions riddled with small holes.
+    """
+    shells = shapely.polygons(shapely.get_exterior_ring(pieces))
+    merged = shapely.union_all(shells)
+    if isinstance(merged, shapely.Polygon):
+        holes = [np.asarray(r.coords) for p in pieces for r in p.interiors]
+        rings = [_ring_corners(np.asarray(r.coords)) for r in merged.interiors]
+        geom = shapely.Polygon(_ring_corners(np.asarray(merged.exterior.coords)), rings + holes)
+        if geom.is_valid:
+            return geom
+    return _dissolve(pieces)
 
 
 def _ring_corners(coords: np.ndarray) -> np.ndarray:
@@ -314,41 +475,3 @@ def simplify(polys: Polygons, tolerance: float) -> Polygons:
         return polys
     geoms = shapely.coverage_simplify(polys.geoms, tolerance, simplify_boundary=True)
     return Polygons(geoms, polys.classes, polys.pixels, polys.conf_sum)
-
-
-def remove_small(polys: Polygons, min_pixels: float) -> Polygons:
-    """Merge regions of fewer than `min_pixels` pixels into the neighbour sharing the longest edge.
-
-    Regions are absorbed smallest first; a region with no neighbour (an
-    island in nodata) is kept. The result is still a gap-free partition.
-    """
-    if min_pixels <= 0 or len(polys) == 0:
-        return polys
-    geoms = polys.geoms.copy()
-    pixels = polys.pixels.copy()
-    conf = polys.conf_sum.copy()
-    small = np.flatnonzero(pixels < min_pixels)
-    if len(small) == 0:
-        return polys
-    tree = shapely.STRtree(polys.geoms)
-    uf = _UnionFind(len(geoms))
-    alive = np.ones(len(geoms), dtype=bool)
-    for i in small[np.argsort(pixels[small], kind="stable")]:
-        i = int(i)
-        if not alive[i] or pixels[i] >= min_pixels:
-            continue
-        cands = {uf.find(int(c)) for c in tree.query(geoms[i], predicate="intersects")} - {i}
-        if not cands:
-            continue
-        cand = np.array(sorted(cands))
-        shared = shapely.length(shapely.intersection(shapely.boundary(geoms[i]), shapely.boundary(geoms[cand])))
-        if shared.max() <= 0:
-            continue
-        j = int(cand[int(np.argmax(shared))])
-        geoms[j] = _dissolve(np.array([geoms[j], geoms[i]], dtype=object))
-        pixels[j] += pixels[i]
-        conf[j] += conf[i]
-        alive[i] = False
-        uf.parent[i] = j
-    keep = np.flatnonzero(alive)
-    return Polygons(geoms[keep], polys.classes[keep], pixels[keep], conf[keep])

@@ -23,16 +23,29 @@ def shared_data() -> Path:
     return SHARED_DATA
 
 
-def write_tif(path: Path, data: np.ndarray, *, crs: Any = "EPSG:32633",
-              transform: Any = None, nodata: float | None = None, **profile: Any) -> Path:
+def write_tif(
+    path: Path,
+    data: np.ndarray,
+    *,
+    crs: Any = "EPSG:32633",
+    transform: Any = None,
+    nodata: float | None = None,
+    **profile: Any,
+) -> Path:
     """Write `data` (bands, H, W) as a GeoTIFF; 0.5 m pixels at a UTM origin by default."""
     data = np.asarray(data)
     if data.ndim == 2:
         data = data[None]
     count, h, w = data.shape
     prof = {
-        "driver": "GTiff", "width": w, "height": h, "count": count, "dtype": data.dtype.name,
-        "crs": crs, "transform": transform or Affine(0.5, 0, 500000.0, 0, -0.5, 5800000.0), "nodata": nodata,
+        "driver": "GTiff",
+        "width": w,
+        "height": h,
+        "count": count,
+        "dtype": data.dtype.name,
+        "crs": crs,
+        "transform": transform or Affine(0.5, 0, 500000.0, 0, -0.5, 5800000.0),
+        "nodata": nodata,
     }
     prof.update(profile)
     with rasterio.open(path, "w", **prof) as dst:

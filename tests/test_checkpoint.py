@@ -43,8 +43,15 @@ def test_checkpoint_is_self_describing(tmp_path):
 def test_import_plain_state_dict_round_trips(tmp_path):
     model = build_model("fpn", "resnet18", in_channels=3, classes=6).eval()
     torch.save({"state_dict": {f"model.{k}": v for k, v in model.state_dict().items()}}, tmp_path / "sd.pt")
-    spec = import_state_dict(tmp_path / "sd.pt", tmp_path / "wrapped.pt", arch="fpn", encoder="resnet18",
-                             in_channels=3, mean=(0, 0, 0), std=(255, 255, 255))
+    spec = import_state_dict(
+        tmp_path / "sd.pt",
+        tmp_path / "wrapped.pt",
+        arch="fpn",
+        encoder="resnet18",
+        in_channels=3,
+        mean=(0, 0, 0),
+        std=(255, 255, 255),
+    )
     assert spec.mean == (0.0, 0.0, 0.0)
     x = (np.random.default_rng(0).random((1, 3, 64, 64)) * 255).astype(np.uint8)
     with torch.inference_mode():
@@ -56,8 +63,15 @@ def test_import_plain_state_dict_round_trips(tmp_path):
 def test_import_refuses_mismatched_weights(tmp_path):
     torch.save(build_model("unet", "resnet18", in_channels=3, classes=6).state_dict(), tmp_path / "sd.pt")
     with pytest.raises(CheckpointError, match="does not fit unet/resnet34"):
-        import_state_dict(tmp_path / "sd.pt", tmp_path / "x.pt", arch="unet", encoder="resnet34", in_channels=3,
-                          mean=(0, 0, 0), std=(1, 1, 1))
+        import_state_dict(
+            tmp_path / "sd.pt",
+            tmp_path / "x.pt",
+            arch="unet",
+            encoder="resnet34",
+            in_channels=3,
+            mean=(0, 0, 0),
+            std=(1, 1, 1),
+        )
 
 
 def test_not_a_checkpoint(tmp_path):
@@ -65,7 +79,7 @@ def test_not_a_checkpoint(tmp_path):
     with pytest.raises(CheckpointError, match="not a geoseg checkpoint"):
         read_spec(tmp_path / "junk.pt")
     torch.save(build_model("fcn", "resnet18", in_channels=3, classes=6).state_dict(), tmp_path / "plain.pt")
-    with pytest.raises(CheckpointError, match="plain state_dict.*geoseg model import"):
+    with pytest.raises(CheckpointError, match=r"plain state_dict.*geoseg model import"):
         read_spec(tmp_path / "plain.pt")
 
 

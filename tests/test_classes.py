@@ -41,7 +41,7 @@ def test_codec_on_real_isprs_labels(shared_data, name):
 def test_invalid_tables_are_refused():
     from geoseg.classes import LandCoverClass
 
-    with pytest.raises(ValueError, match="0..1"):
+    with pytest.raises(ValueError, match=r"0\.\.1"):
         ClassTable((LandCoverClass(0, "a", (1, 2, 3)), LandCoverClass(2, "b", (3, 4, 5))))
     with pytest.raises(ValueError, match="distinct"):
         ClassTable((LandCoverClass(0, "a", (1, 2, 3)), LandCoverClass(1, "b", (1, 2, 3))))

@@ -35,10 +35,12 @@ def assert_user_error(code: int, out: str, pattern: str, outdir: Path | None = N
 
 
 def test_help_does_not_import_torch():
-    code = ("import sys; from geoseg.cli import main\n"
-            "try:\n    main(['--help'])\nexcept SystemExit:\n    pass\n"
-            "assert 'torch' not in sys.modules, 'torch imported'\n"
-            "import geoseg; assert 'torch' not in sys.modules")
+    code = (
+        "import sys; from geoseg.cli import main\n"
+        "try:\n    main(['--help'])\nexcept SystemExit:\n    pass\n"
+        "assert 'torch' not in sys.modules, 'torch imported'\n"
+        "import geoseg; assert 'torch' not in sys.modules"
+    )
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert r.returncode == 0, r.stderr
     assert "run" in r.stdout and "model" in r.stdout
@@ -56,27 +58,36 @@ def scene(tmp_path: Path) -> Path:
 
 
 def test_missing_scene(tmp_path, fcn_model):
-    assert_user_error(*invoke("run", tmp_path / "nope.tif", "--model", fcn_model), r"scene not found: .*nope\.tif",
-                      tmp_path)
+    assert_user_error(
+        *invoke("run", tmp_path / "nope.tif", "--model", fcn_model), r"scene not found: .*nope\.tif", tmp_path
+    )
 
 
 def test_not_a_raster(tmp_path, fcn_model):
     (tmp_path / "notes.tif").write_text("hello")
-    assert_user_error(*invoke("run", tmp_path / "notes.tif", "--model", fcn_model),
-                      r"notes\.tif is not a readable raster .*pass a GeoTIFF", tmp_path)
+    assert_user_error(
+        *invoke("run", tmp_path / "notes.tif", "--model", fcn_model),
+        r"notes\.tif is not a readable raster .*pass a GeoTIFF",
+        tmp_path,
+    )
 
 
 def test_raster_without_crs(tmp_path, fcn_model):
     path = write_tif(tmp_path / "nocrs.tif", smooth_image(40, 40), crs=None)
-    assert_user_error(*invoke("run", path, "--model", fcn_model),
-                      r"nocrs\.tif has no coordinate reference system; assign one", tmp_path)
+    assert_user_error(
+        *invoke("run", path, "--model", fcn_model),
+        r"nocrs\.tif has no coordinate reference system; assign one",
+        tmp_path,
+    )
 
 
 def test_band_count_that_does_not_fit(tmp_path, fcn_model):
     path = write_tif(tmp_path / "rgbn.tif", smooth_image(40, 40, bands=5))
-    assert_user_error(*invoke("run", path, "--model", fcn_model),
-                      r"has 5 band\(s\) but the model expects 3 \(bands: red,green,blue\); pass --bands 1,2,3",
-                      tmp_path)
+    assert_user_error(
+        *invoke("run", path, "--model", fcn_model),
+        r"has 5 band\(s\) but the model expects 3 \(bands: red,green,blue\); pass --bands 1,2,3",
+        tmp_path,
+    )
 
 
 def test_all_nodata_scene(tmp_path, fcn_model):
@@ -88,23 +99,27 @@ def test_truncated_tiff(tmp_path, fcn_model):
     path = write_tif(tmp_path / "cut.tif", smooth_image(300, 300), tiled=True, blockxsize=64, blockysize=64)
     data = path.read_bytes()
     path.write_bytes(data[: len(data) * 2 // 3])
-    assert_user_error(*invoke("run", path, "--model", fcn_model), r"cut\.tif is (truncated|not a readable raster)",
-                      tmp_path)
+    assert_user_error(
+        *invoke("run", path, "--model", fcn_model), r"cut\.tif is (truncated|not a readable raster)", tmp_path
+    )
 
 
 def test_unwritable_outdir(tmp_path, scene, fcn_model):
     blocker = tmp_path / "file"
     blocker.write_text("a file where a folder should be")
-    assert_user_error(*invoke("run", scene, "--model", fcn_model, "-o", blocker / "out"),
-                      r"cannot write to output folder .*pass -o with a writable folder")
+    assert_user_error(
+        *invoke("run", scene, "--model", fcn_model, "-o", blocker / "out"),
+        r"cannot write to output folder .*pass -o with a writable folder",
+    )
     assert not (tmp_path / "scene.classes.tif").exists()
 
 
 def test_existing_outputs_need_overwrite(tmp_path, scene, fcn_model):
     existing = tmp_path / "scene.landcover.gpkg"
     existing.write_text("previous result")
-    assert_user_error(*invoke("run", scene, "--model", fcn_model),
-                      r"scene\.landcover\.gpkg already exist\(s\) .*pass --overwrite")
+    assert_user_error(
+        *invoke("run", scene, "--model", fcn_model), r"scene\.landcover\.gpkg already exist\(s\) .*pass --overwrite"
+    )
     assert existing.read_text() == "previous result"
     assert not (tmp_path / "scene.classes.tif").exists() and not (tmp_path / "scene.zarr").exists()
 
@@ -119,18 +134,24 @@ def test_missing_model_file(tmp_path, scene):
     assert_user_error(*invoke("run", scene, "--model", tmp_path / "none.pt"), r"model file not found", tmp_path)
 
 
-@pytest.mark.parametrize(("args", "pattern"), [(["--tile", "500"], "multiple of 32"),
-                                               (["--overlap", "33"], "overlap must be even"),
-                                               (["--bands", "1,x"], "--bands takes"),
-                                               (["--scheduler", "mpi"], "scheduler")])
+@pytest.mark.parametrize(
+    ("args", "pattern"),
+    [
+        (["--tile", "500"], "multiple of 32"),
+        (["--overlap", "33"], "overlap must be even"),
+        (["--bands", "1,x"], "--bands takes"),
+        (["--scheduler", "mpi"], "scheduler"),
+    ],
+)
 def test_bad_options_are_usage_errors(tmp_path, scene, fcn_model, args, pattern):
     code, out = invoke("run", scene, "--model", fcn_model, *args)
     assert_user_error(code, out, pattern, tmp_path, exit_code=2)
 
 
 def test_model_init_and_info(tmp_path):
-    code, out = invoke("model", "init", "--arch", "fcn", "--encoder", "resnet18", "--in-channels", "4",
-                       "-o", tmp_path / "m.pt")
+    code, out = invoke(
+        "model", "init", "--arch", "fcn", "--encoder", "resnet18", "--in-channels", "4", "-o", tmp_path / "m.pt"
+    )
     assert code == 0, out
     code, out = invoke("info", tmp_path / "m.pt")
     assert code == 0 and "fcn / resnet18" in out and "red,green,blue,nir" in out

@@ -49,8 +49,11 @@ def scene_3000(tmp_path_factory) -> Path:
 def runs(scene_3000, fcn_model, tmp_path_factory) -> dict[str, Path]:
     """The same scene run three ways: 1024 and 4096 px chunks (threads), and worker processes."""
     out = {}
-    for name, kw in {"chunk1024": {"chunk": 1024}, "chunk4096": {"chunk": 4096},
-                     "processes": {"chunk": 1024, "scheduler": "processes", "workers": 2}}.items():
+    for name, kw in {
+        "chunk1024": {"chunk": 1024},
+        "chunk4096": {"chunk": 4096},
+        "processes": {"chunk": 1024, "scheduler": "processes", "workers": 2},
+    }.items():
         outdir = tmp_path_factory.mktemp(name)
         run(RunConfig(scene=scene_3000, model=fcn_model, outdir=outdir, tile=TILE, overlap=OVERLAP, **kw))
         out[name] = outdir
@@ -81,7 +84,7 @@ def naive_sliding_window(scene: Path, model: Path, tile: int, overlap: int) -> n
 
     with rasterio.open(scene) as ds:
         img = ds.read()
-    c, h, w = img.shape
+    _, h, w = img.shape
     m, stride = overlap // 2, tile - overlap
     ny, nx = math.ceil(h / stride), math.ceil(w / stride)
     pad_b, pad_r = ny * stride + m - h, nx * stride + m - w
@@ -89,7 +92,7 @@ def naive_sliding_window(scene: Path, model: Path, tile: int, overlap: int) -> n
     ramp = np.ones(tile)
     p = np.arange(overlap)
     ramp[:overlap] = np.sin(np.pi / 2 * (p + 0.5) / overlap) ** 2
-    ramp[tile - overlap:] = ramp[:overlap][::-1]
+    ramp[tile - overlap :] = ramp[:overlap][::-1]
     ramp = ramp.astype(np.float32)
     weights = np.outer(ramp, ramp) * np.float32(2**24)
     predictor = Predictor(model, device="cpu", threads=1)
@@ -97,9 +100,9 @@ def naive_sliding_window(scene: Path, model: Path, tile: int, overlap: int) -> n
     for ty in range(ny):
         for tx in range(nx):
             y, x = ty * stride, tx * stride  # top-left in padded coordinates
-            probs = predictor.predict(padded[None, :, y:y + tile, x:x + tile])[0]
-            acc[:, y:y + tile, x:x + tile] += np.rint(probs * weights).astype(np.int64)
-    return np.argmax(acc[:, m:m + h, m:m + w], axis=0).astype(np.uint8)
+            probs = predictor.predict(padded[None, :, y : y + tile, x : x + tile])[0]
+            acc[:, y : y + tile, x : x + tile] += np.rint(probs * weights).astype(np.int64)
+    return np.argmax(acc[:, m : m + h, m : m + w], axis=0).astype(np.uint8)
 
 
 def test_equals_naive_global_sliding_window(runs, scene_3000, fcn_model):
@@ -200,3 +203,49 @@ def test_interrupted_store_is_resumed(tmp_path, fcn_model):
     assert 0 < again.resumed_blocks < done.size
     fresh = run(RunConfig(outdir=tmp_path / "b", **cfg))
     assert sha256(again.outputs["classes"]) == sha256(fresh.outputs["classes"])
+
+
+def test_min_area_and_simplify_keep_a_valid_partition(tmp_path, fcn_model):
+    path = tmp_path / "clean.tif"
+    write_scene(SceneSpec(width=700, height=600, pixel_size=0.1, seed=3), path)
+    exact = run(RunConfig(scene=path, model=fcn_model, outdir=tmp_path / "exact", tile=256, overlap=32, chunk=300))
+    clean = run(
+        RunConfig(
+            scene=path,
+            model=fcn_model,
+            outdir=tmp_path / "clean",
+            tile=256,
+            overlap=32,
+            chunk=300,
+            min_area=1.0,
+            simplify=0.15,
+        )
+    )
+    df = pyogrio.read_dataframe(clean.outputs["landcover"])
+    geoms = df.geometry.values
+    assert clean.n_polygons < exact.n_polygons
+    assert shapely.is_valid(geoms).all()
+    pixel_area = 0.01
+    # no region below the 1 m² mapping unit; simplification may shave a few percent off the smallest
+    assert (df.area_m2 >= 0.9).all()
+    union = shapely.union_all(geoms)
+    assert union.area == pytest.approx(shapely.area(geoms).sum(), rel=1e-6)  # no overlaps
+    assert union.area == pytest.approx(700 * 600 * pixel_area, rel=1e-6)  # no gaps
+    # the class COG is the cleaned map the polygons describe
+    cleaned = read_classes(clean.outputs["classes"])
+    assert sum(1 for _, v in rasterio.features.shapes(cleaned, connectivity=4) if v != NODATA) == len(df)
+    for cid in range(6):
+        assert df.area_m2[df.class_id == cid].sum() == pytest.approx(
+            (cleaned == cid).sum() * pixel_area, rel=0.01, abs=0.05
+        )
+    exact_df = pyogrio.read_dataframe(exact.outputs["landcover"])
+    assert shapely.get_num_coordinates(geoms).sum() < shapely.get_num_coordinates(exact_df.geometry.values).sum()
+
+
+def test_local_process_cluster_gives_the_same_bytes(tmp_path, fcn_model):
+    path = tmp_path / "cl.tif"
+    write_scene(SceneSpec(width=900, height=700, pixel_size=0.1, seed=5), path)
+    kw = dict(scene=path, model=fcn_model, tile=256, overlap=32, chunk=300)
+    a = run(RunConfig(outdir=tmp_path / "a", **kw))
+    b = run(RunConfig(outdir=tmp_path / "b", scheduler="local:2", **kw))
+    assert sha256(a.outputs["classes"]) == sha256(b.outputs["classes"])

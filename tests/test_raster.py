@@ -14,8 +14,9 @@ def test_reflect_index_matches_numpy_reflect_pad():
         np.testing.assert_array_equal(arr[reflect_index(np.arange(-40, size + 40), size)], padded)
 
 
-@pytest.mark.parametrize(("r", "c", "h", "w"), [(-32, -32, 128, 128), (50, 60, 40, 30), (90, 70, 64, 64),
-                                                (-5, 10, 200, 10)])
+@pytest.mark.parametrize(
+    ("r", "c", "h", "w"), [(-32, -32, 128, 128), (50, 60, 40, 30), (90, 70, 64, 64), (-5, 10, 200, 10)]
+)
 def test_read_window_mirrors_outside_the_scene(make_tif, r, c, h, w):
     img = smooth_image(100, 80, seed=3)
     path = make_tif(img, tiled=True, blockxsize=32, blockysize=32)
@@ -51,8 +52,11 @@ def test_pixel_size_of_geographic_scene_is_in_metres(make_tif):
 
 def test_band_selection_messages(make_tif):
     info = open_scene(make_tif(smooth_image(10, 10, bands=4), photometric="MINISBLACK"))
-    with pytest.raises(SceneError, match=r"has 4 band\(s\) but the model expects 3 \(bands: red,green,blue\); "
-                                         r"pass --bands 1,2,3"):
+    with pytest.raises(
+        SceneError,
+        match=r"has 4 band\(s\) but the model expects 3 \(bands: red,green,blue\); "
+        r"pass --bands 1,2,3",
+    ):
         select_bands(info, None, 3, ("red", "green", "blue"))
     rgba = open_scene(make_tif(smooth_image(10, 10, bands=4)))  # GDAL flags band 4 of 4-band Byte as alpha
     with pytest.raises(SceneError, match=r"3 band\(s\) \+ alpha .* if band 4 is data, not alpha, pass --bands 1,2,3,4"):
@@ -60,7 +64,7 @@ def test_band_selection_messages(make_tif):
     with pytest.raises(SceneError, match="use a model for 3-band imagery"):
         select_bands(open_scene(make_tif(smooth_image(10, 10))), None, 5)
     assert select_bands(info, (4, 1, 2), 3) == (4, 1, 2)
-    with pytest.raises(SceneError, match="bands 1..4"):
+    with pytest.raises(SceneError, match=r"bands 1\.\.4"):
         select_bands(info, (1, 2, 5), 3)
 
 

@@ -50,9 +50,7 @@ def test_fresh_interpreter_reproduces_the_scene() -> None:
         "print(hashlib.sha256(i.tobytes() + l.tobytes()).hexdigest())\n"
     )
     env = dict(os.environ, PYTHONHASHSEED="12345", PYTHONPATH=str(ROOT))
-    out = subprocess.run(
-        [sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True
-    )
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)
     assert out.stdout.strip() == expected
 
 
@@ -68,9 +66,7 @@ def test_different_seeds_differ() -> None:
     "spec",
     [
         SceneSpec(2600, 2400, pixel_size=0.1, seed=0),  # streets aligned with the pixel grid
-        SceneSpec(
-            2600, 2400, pixel_size=0.05, seed=3, bands="rgbn", dtype="uint16", nodata=0
-        ),  # rotated grid
+        SceneSpec(2600, 2400, pixel_size=0.05, seed=3, bands="rgbn", dtype="uint16", nodata=0),  # rotated grid
         SceneSpec(2600, 2400, pixel_size=0.3, seed=7, bands="irrg", nodata=255),
     ],
     ids=["aligned-rgb", "rotated-rgbn-uint16-nodata", "coarse-irrg"],
@@ -122,14 +118,8 @@ def test_objects_stay_within_reach_of_their_cell() -> None:
                     if isinstance(obj, synthetic._Tree):
                         reach = 1.25 * obj.r + math.hypot(sdx, sdy) * obj.top
                         cx, cy = world.to_grid(obj.cx, obj.cy)
-                        assert (
-                            u0 - synthetic._REACH <= cx - reach
-                            and cx + reach <= u1 + synthetic._REACH
-                        )
-                        assert (
-                            v0 - synthetic._REACH <= cy - reach
-                            and cy + reach <= v1 + synthetic._REACH
-                        )
+                        assert u0 - synthetic._REACH <= cx - reach and cx + reach <= u1 + synthetic._REACH
+                        assert v0 - synthetic._REACH <= cy - reach and cy + reach <= v1 + synthetic._REACH
 
 
 # -- content --------------------------------------------------------------------------------
@@ -215,9 +205,7 @@ def test_no_nodata_without_spec_nodata() -> None:
 @pytest.mark.parametrize(
     "spec",
     [
-        SceneSpec(
-            700, 600, pixel_size=0.25, crs="EPSG:25832", origin=(350000.0, 5600000.0), seed=4
-        ),
+        SceneSpec(700, 600, pixel_size=0.25, crs="EPSG:25832", origin=(350000.0, 5600000.0), seed=4),
         SceneSpec(700, 600, pixel_size=0.1, seed=8, bands="rgbn", dtype="uint16", nodata=0),
     ],
     ids=["rgb-uint8", "rgbn-uint16-nodata"],
@@ -273,9 +261,7 @@ def test_bad_spec_is_refused(kwargs: dict) -> None:
         SceneSpec(**kwargs)
 
 
-@pytest.mark.parametrize(
-    "window", [(-1, 0, 10, 10), (0, 0, 0, 10), (95, 0, 10, 10), (0, 95, 10, 10)]
-)
+@pytest.mark.parametrize("window", [(-1, 0, 10, 10), (0, 0, 0, 10), (95, 0, 10, 10), (0, 95, 10, 10)])
 def test_window_outside_scene_is_refused(window: tuple[int, int, int, int]) -> None:
     with pytest.raises(ConfigError, match="window"):
         render_window(SceneSpec(100, 100), *window)

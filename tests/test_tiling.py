@@ -4,8 +4,9 @@ import pytest
 from geoseg.tiling import BlockPlan, Rect, TileGrid
 
 
-@pytest.mark.parametrize(("h", "w", "tile", "overlap"), [(3000, 2500, 512, 64), (232, 383, 512, 64),
-                                                         (1, 1, 64, 16), (1000, 999, 256, 0)])
+@pytest.mark.parametrize(
+    ("h", "w", "tile", "overlap"), [(3000, 2500, 512, 64), (232, 383, 512, 64), (1, 1, 64, 16), (1000, 999, 256, 0)]
+)
 def test_tile_cores_partition_the_scene_and_extents_overlap_by_overlap(h, w, tile, overlap):
     g = TileGrid(h, w, tile=tile, overlap=overlap)
     cover = np.zeros((h, w), dtype=np.int32)
@@ -39,8 +40,9 @@ def test_block_cores_partition_the_scene_and_extent_is_union_of_tile_extents(chu
     for blk in plan.blocks():
         cover[blk.core.slices()] += 1
         exts = [g.tile_extent(*t) for t in blk.tiles()]
-        assert blk.extent == Rect(min(e.row0 for e in exts), min(e.col0 for e in exts),
-                                  max(e.row1 for e in exts), max(e.col1 for e in exts))
+        assert blk.extent == Rect(
+            min(e.row0 for e in exts), min(e.col0 for e in exts), max(e.row1 for e in exts), max(e.col1 for e in exts)
+        )
     assert (cover == 1).all()
     assert plan.block_size % g.stride == 0
 

@@ -8,7 +8,7 @@ from scipy import ndimage
 
 from geoseg.classes import NODATA
 from geoseg.tiling import Rect
-from geoseg.vectorize import measure, merge_blocks, polygonize_block, remove_small, to_crs
+from geoseg.vectorize import label_regions, measure, merge_blocks, polygonize_block, sieve, to_crs
 
 
 def class_raster(h: int, w: int, seed: int = 0) -> np.ndarray:
@@ -37,8 +37,7 @@ def blockwise(cls: np.ndarray, b: int):
 def test_blockwise_polygons_equal_whole_raster_polygonize(block):
     cls = class_raster(150, 131)
     polys = blockwise(cls, block)
-    ref = [(shapely.geometry.shape(g), int(v)) for g, v in rasterio.features.shapes(cls, connectivity=4)
-           if v != NODATA]
+    ref = [(shapely.geometry.shape(g), int(v)) for g, v in rasterio.features.shapes(cls, connectivity=4) if v != NODATA]
     assert len(polys) == len(ref)
     assert shapely.is_valid(polys.geoms).all()
     assert set(shapely.get_type_id(polys.geoms)) == {3}  # all Polygon
@@ -85,13 +84,45 @@ def test_geodesic_measure_for_geographic_crs():
     assert area[0] == pytest.approx(1113.2 * 1105.7, rel=2e-3)
 
 
-def test_remove_small_merges_into_longest_shared_edge_and_keeps_partition():
+def sieved(cls: np.ndarray, b: int, min_pixels: int) -> np.ndarray:
+    """Sieve a class raster processed in blocks of `b` pixels, then relabel it."""
+    h, w = cls.shape
+    parts, labels = {}, {}
+    for by in range((h + b - 1) // b):
+        for bx in range((w + b - 1) // b):
+            r = Rect(by * b, bx * b, min((by + 1) * b, h), min((bx + 1) * b, w))
+            parts[(by, bx)] = polygonize_block(
+                cls[r.slices()], cls[r.slices()], r, (by, bx), geometry=False, adjacency=True
+            )
+            labels[(by, bx)] = label_regions(cls[r.slices()])[0]
+    luts = sieve(parts, min_pixels)
+    out = cls.copy()
+    for k, p in parts.items():
+        out[p.core.slices()] = luts[k][labels[k]]
+    return out
+
+
+def test_sieve_absorbs_into_the_longest_shared_edge():
     cls = np.zeros((10, 10), np.uint8)
     cls[:, 5:] = 1
-    cls[4, 4] = 3  # single pixel touching class 0 on 3 sides, class 1 on one
-    polys = blockwise(cls, 100)
-    out = remove_small(polys, 2)
-    assert len(out) == 2
-    assert out.pixels.tolist() == [50, 50]
-    assert shapely.union_all(out.geoms).area == pytest.approx(100)
-    assert out.geoms[out.classes == 0][0].area == pytest.approx(50)
+    cls[4, 4] = 3  # touches class 0 on three sides, class 1 on one
+    cls[0, 9] = 2  # corner pixel: class 1 on two sides
+    out = sieved(cls, 100, 2)
+    expected = cls.copy()
+    expected[4, 4], expected[0, 9] = 0, 1
+    np.testing.assert_array_equal(out, expected)
+
+
+@pytest.mark.parametrize("min_pixels", [2, 9, 40])
+def test_sieve_is_block_invariant_and_leaves_nothing_small(min_pixels):
+    cls = class_raster(150, 131, seed=4)
+    whole = sieved(cls, 1000, min_pixels)
+    for b in (17, 50):
+        np.testing.assert_array_equal(sieved(cls, b, min_pixels), whole)
+    assert (whole == NODATA).sum() == (cls == NODATA).sum() and (whole[cls == NODATA] == NODATA).all()
+    labels, region_class = label_regions(whole)
+    sizes = np.bincount(labels.ravel())[1:]
+    for i in np.flatnonzero(sizes < min_pixels):
+        ring = ndimage.binary_dilation(labels == i + 1, structure=ndimage.generate_binary_structure(2, 1))
+        assert set(np.unique(whole[ring & (labels != i + 1)]).tolist()) <= {NODATA}  # only islands in nodata
+    assert len(region_class) < len(label_regions(cls)[1])

@@ -30,7 +30,7 @@ def _scene_info(path: Path, chunk: int, tile: int, overlap: int) -> dict[str, An
         "internal_blocks": f"{info.block_shapes[0][1]} x {info.block_shapes[0][0]}",
         "compression": info.compression,
         "tiles": f"{grid.shape[1]} x {grid.shape[0]} of {tile} px (overlap {overlap}, "
-                 f"{grid.recompute_factor:.2f}x pixels computed)",
+        f"{grid.recompute_factor:.2f}x pixels computed)",
         "blocks": f"{plan.shape[1]} x {plan.shape[0]} of {plan.block_size} px (--chunk {chunk})",
     }
 

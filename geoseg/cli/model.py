@@ -40,24 +40,45 @@ def model() -> None:
 @click.option("--arch", type=click.Choice(ARCHITECTURES), default="unet", show_default=True)
 @click.option("--encoder", type=click.Choice(ENCODERS), default="resnet34", show_default=True)
 @click.option("--in-channels", type=click.IntRange(1, 64), default=3, show_default=True)
-@click.option("--weights", type=click.Choice(["none", "imagenet"]), default="none", show_default=True,
-              help="Encoder initialisation; imagenet downloads weights (needs internet).")
+@click.option(
+    "--weights",
+    type=click.Choice(["none", "imagenet"]),
+    default="none",
+    show_default=True,
+    help="Encoder initialisation; imagenet downloads weights (needs internet).",
+)
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--band-names", default=None, help="Input band names in order, e.g. red,green,blue,nir.")
 @click.option("--tile", "tile_size", type=int, default=512, show_default=True, help="Default tile size for runs.")
 @click.option("-o", "--output", type=click.Path(path_type=Path), required=True)
 @click.option("--overwrite", is_flag=True)
-def init(arch: str, encoder: str, in_channels: int, weights: str, seed: int, band_names: str | None,
-         tile_size: int, output: Path, overwrite: bool) -> None:
+def init(
+    arch: str,
+    encoder: str,
+    in_channels: int,
+    weights: str,
+    seed: int,
+    band_names: str | None,
+    tile_size: int,
+    output: Path,
+    overwrite: bool,
+) -> None:
     """Write a new, untrained checkpoint (normalisation: ImageNet statistics in 8-bit units)."""
     from ..errors import OutputExistsError
     from ..predict.checkpoint import init_checkpoint
 
     if output.exists() and not overwrite:
         raise OutputExistsError(f"{output} already exists; pass --overwrite to replace it")
-    spec = init_checkpoint(output, arch=arch, encoder=encoder, in_channels=in_channels,
-                           weights=None if weights == "none" else weights, seed=seed,
-                           bands=_names(band_names, in_channels), tile_size=tile_size)
+    spec = init_checkpoint(
+        output,
+        arch=arch,
+        encoder=encoder,
+        in_channels=in_channels,
+        weights=None if weights == "none" else weights,
+        seed=seed,
+        bands=_names(band_names, in_channels),
+        tile_size=tile_size,
+    )
     click.echo(f"wrote {output} ({spec.arch}/{spec.encoder}, {spec.in_channels} bands, {spec.num_classes} classes)")
 
 
@@ -74,16 +95,37 @@ def init(arch: str, encoder: str, in_channels: int, weights: str, seed: int, ban
 @click.option("--name", default=None, help="Model name [default: file stem].")
 @click.option("-o", "--output", type=click.Path(path_type=Path), required=True)
 @click.option("--overwrite", is_flag=True)
-def import_(state_dict: Path, arch: str, encoder: str, in_channels: int, mean: str, std: str,
-            band_names: str | None, tile_size: int, gsd: float | None, name: str | None, output: Path,
-            overwrite: bool) -> None:
+def import_(
+    state_dict: Path,
+    arch: str,
+    encoder: str,
+    in_channels: int,
+    mean: str,
+    std: str,
+    band_names: str | None,
+    tile_size: int,
+    gsd: float | None,
+    name: str | None,
+    output: Path,
+    overwrite: bool,
+) -> None:
     """Wrap STATE_DICT, weights of a segmentation-models-pytorch model trained elsewhere."""
     from ..errors import OutputExistsError
     from ..predict.checkpoint import import_state_dict
 
     if output.exists() and not overwrite:
         raise OutputExistsError(f"{output} already exists; pass --overwrite to replace it")
-    spec = import_state_dict(state_dict, output, arch=arch, encoder=encoder, in_channels=in_channels,
-                             mean=_floats(mean, "mean", in_channels), std=_floats(std, "std", in_channels),
-                             bands=_names(band_names, in_channels), tile_size=tile_size, gsd=gsd, name=name)
+    spec = import_state_dict(
+        state_dict,
+        output,
+        arch=arch,
+        encoder=encoder,
+        in_channels=in_channels,
+        mean=_floats(mean, "mean", in_channels),
+        std=_floats(std, "std", in_channels),
+        bands=_names(band_names, in_channels),
+        tile_size=tile_size,
+        gsd=gsd,
+        name=name,
+    )
     click.echo(f"wrote {output} ({spec.arch}/{spec.encoder}, {spec.in_channels} bands)")

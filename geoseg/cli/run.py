@@ -13,31 +13,75 @@ from ..errors import ConfigError
 
 @click.command()
 @click.argument("scene", type=click.Path(path_type=Path))
-@click.option("-m", "--model", "model", type=click.Path(path_type=Path), required=True,
-              help="geoseg checkpoint (.pt), see `geoseg model`.")
-@click.option("-o", "--outdir", type=click.Path(path_type=Path), default=None,
-              help="Output folder [default: the scene's folder].")
+@click.option(
+    "-m",
+    "--model",
+    "model",
+    type=click.Path(path_type=Path),
+    required=True,
+    help="geoseg checkpoint (.pt), see `geoseg model`.",
+)
+@click.option(
+    "-o", "--outdir", type=click.Path(path_type=Path), default=None, help="Output folder [default: the scene's folder]."
+)
 @click.option("--tile", type=int, default=None, help="Tile size in pixels, a multiple of 32 [default: the model's].")
-@click.option("--overlap", type=int, default=64, show_default=True, help="Pixels shared by neighbouring tiles (blended).")
+@click.option(
+    "--overlap", type=int, default=64, show_default=True, help="Pixels shared by neighbouring tiles (blended)."
+)
 @click.option("--batch", type=int, default=None, help="Tiles per forward pass [default: 1 on CPU, 8 on CUDA].")
-@click.option("--chunk", type=int, default=2048, show_default=True,
-              help="Target block size in pixels (rounded to whole tiles); sets memory use, not results.")
+@click.option(
+    "--chunk",
+    type=int,
+    default=2048,
+    show_default=True,
+    help="Target block size in pixels (rounded to whole tiles); sets memory use, not results.",
+)
 @click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda or cuda:N.")
 @click.option("--bands", default=None, help="1-based scene bands in the model's order, e.g. 1,2,3.")
-@click.option("--simplify", type=float, default=0.0, show_default=True,
-              help="Simplify polygons by this many metres, keeping shared edges shared (0 = exact pixels).")
-@click.option("--min-area", type=float, default=0.0, show_default=True,
-              help="Merge regions smaller than this many m² into their neighbour (0 = keep all).")
-@click.option("--scheduler", default="threads", show_default=True,
-              help="threads, processes, synchronous, local:N (process cluster) or tcp://HOST:PORT.")
+@click.option(
+    "--simplify",
+    type=float,
+    default=0.0,
+    show_default=True,
+    help="Simplify polygons by this many metres, keeping shared edges shared (0 = exact pixels).",
+)
+@click.option(
+    "--min-area",
+    type=float,
+    default=0.0,
+    show_default=True,
+    help="Merge regions smaller than this many m² into their neighbour (0 = keep all).",
+)
+@click.option(
+    "--scheduler",
+    default="threads",
+    show_default=True,
+    help="threads, processes, synchronous, local:N (process cluster) or tcp://HOST:PORT.",
+)
 @click.option("--workers", type=int, default=None, help="Dask workers [default: one per core].")
 @click.option("--confidence", is_flag=True, help="Also write <stem>.confidence.tif (0-255).")
 @click.option("--keep-intermediate", is_flag=True, help="Keep the <stem>.zarr working store after success.")
 @click.option("--overwrite", is_flag=True, help="Replace existing outputs.")
 @click.option("-q", "--quiet", is_flag=True, help="No progress bar or summary.")
-def run(scene: Path, model: Path, outdir: Path | None, tile: int | None, overlap: int, batch: int | None,
-        chunk: int, device: str, bands: str | None, simplify: float, min_area: float, scheduler: str,
-        workers: int | None, confidence: bool, keep_intermediate: bool, overwrite: bool, quiet: bool) -> None:
+def run(
+    scene: Path,
+    model: Path,
+    outdir: Path | None,
+    tile: int | None,
+    overlap: int,
+    batch: int | None,
+    chunk: int,
+    device: str,
+    bands: str | None,
+    simplify: float,
+    min_area: float,
+    scheduler: str,
+    workers: int | None,
+    confidence: bool,
+    keep_intermediate: bool,
+    overwrite: bool,
+    quiet: bool,
+) -> None:
     """Segment SCENE into land-cover classes.
 
     Writes <stem>.classes.tif (COG, class ids, 255 = nodata),
@@ -49,9 +93,22 @@ def run(scene: Path, model: Path, outdir: Path | None, tile: int | None, overlap
 
     try:
         cfg = RunConfig.build(
-            scene=scene, model=model, outdir=outdir, tile=tile, overlap=overlap, batch=batch, chunk=chunk,
-            device=device, bands=parse_bands(bands), simplify=simplify, min_area=min_area, overwrite=overwrite,
-            scheduler=scheduler, workers=workers, keep_intermediate=keep_intermediate, confidence=confidence,
+            scene=scene,
+            model=model,
+            outdir=outdir,
+            tile=tile,
+            overlap=overlap,
+            batch=batch,
+            chunk=chunk,
+            device=device,
+            bands=parse_bands(bands),
+            simplify=simplify,
+            min_area=min_area,
+            overwrite=overwrite,
+            scheduler=scheduler,
+            workers=workers,
+            keep_intermediate=keep_intermediate,
+            confidence=confidence,
         )
     except ConfigError as exc:
         raise click.UsageError(str(exc)) from None

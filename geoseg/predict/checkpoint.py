@@ -235,7 +235,7 @@ def import_state_dict(
     expected = set(model.state_dict())
     for prefix in _PREFIXES:
         if not set(state) & expected and all(k.startswith(prefix) for k in state):
-            state = {k[len(prefix):]: v for k, v in state.items()}
+            state = {k[len(prefix) :]: v for k, v in state.items()}
     try:
         model.load_state_dict(state, strict=True)
     except RuntimeError as exc:

@@ -85,8 +85,15 @@ class Predictor:
     forward pass has the same shape.
     """
 
-    def __init__(self, checkpoint: str | os.PathLike[str], *, device: str = "auto",
-                 batch_size: int | None = None, amp: bool | None = None, threads: int | None = None) -> None:
+    def __init__(
+        self,
+        checkpoint: str | os.PathLike[str],
+        *,
+        device: str = "auto",
+        batch_size: int | None = None,
+        amp: bool | None = None,
+        threads: int | None = None,
+    ) -> None:
         self.device = resolve_device(device)
         self.threads = threads
         model, spec = load_checkpoint(checkpoint)
@@ -97,15 +104,22 @@ class Predictor:
         self.amp = cuda if amp is None else amp
         self.amp_dtype = torch.bfloat16 if (not cuda or torch.cuda.is_bf16_supported()) else torch.float16
         self.memory_format = torch.channels_last if cuda else torch.contiguous_format
-        self.model = model.to(self.device, memory_format=self.memory_format).eval()
+        self.model = model.to(self.device).to(memory_format=self.memory_format).eval()
         self._mean = torch.tensor(spec.mean, dtype=torch.float32, device=self.device).view(1, -1, 1, 1)
         self._std = torch.tensor(spec.std, dtype=torch.float32, device=self.device).view(1, -1, 1, 1)
         self._lock: AbstractContextManager[object] = nullcontext()
         if cuda:
             with _LOCKS_GUARD:
                 self._lock = _DEVICE_LOCKS.setdefault(str(self.device), threading.Lock())
-        log.info("loaded %s (%s/%s) on %s, batch %d, amp %s", Path(checkpoint).name, spec.arch,
-                 spec.encoder, self.device, self.batch_size, self.amp)
+        log.info(
+            "loaded %s (%s/%s) on %s, batch %d, amp %s",
+            Path(checkpoint).name,
+            spec.arch,
+            spec.encoder,
+            self.device,
+            self.batch_size,
+            self.amp,
+        )
 
     def _autocast(self) -> AbstractContextManager[object]:
         if not self.amp:
@@ -143,7 +157,7 @@ class Predictor:
             raise ValueError(f"tile size {h}x{w} is not a multiple of {self.multiple}")
         bs = self.batch_size
         for start in range(0, len(tiles), bs):
-            chunk = tiles[start:start + bs]
+            chunk = tiles[start : start + bs]
             n = len(chunk)
             if self.device.type == "cuda" and n < bs:
                 pad = np.zeros((bs - n, *chunk.shape[1:]), dtype=chunk.dtype)
@@ -171,13 +185,20 @@ _CACHE_GUARD = threading.Lock()
 
 
 @functools.lru_cache(maxsize=4)
-def _cached(path: str, mtime_ns: int, size: int, device: str, batch_size: int | None,
-            amp: bool | None, threads: int | None) -> Predictor:
+def _cached(
+    path: str, mtime_ns: int, size: int, device: str, batch_size: int | None, amp: bool | None, threads: int | None
+) -> Predictor:
     return Predictor(path, device=device, batch_size=batch_size, amp=amp, threads=threads)
 
 
-def get_predictor(checkpoint: str | os.PathLike[str], *, device: str = "auto", batch_size: int | None = None,
-                  amp: bool | None = None, threads: int | None = None) -> Predictor:
+def get_predictor(
+    checkpoint: str | os.PathLike[str],
+    *,
+    device: str = "auto",
+    batch_size: int | None = None,
+    amp: bool | None = None,
+    threads: int | None = None,
+) -> Predictor:
     """The process-wide :class:`Predictor` for a checkpoint, loaded on first use.
 
     Dask tasks call this instead of receiving a model: each worker process

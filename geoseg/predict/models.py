@@ -26,8 +26,14 @@ class FCN(nn.Module):
 
     output_stride = 32
 
-    def __init__(self, encoder_name: str = "resnet34", *, in_channels: int = 3, classes: int = 6,
-                 encoder_weights: str | None = None) -> None:
+    def __init__(
+        self,
+        encoder_name: str = "resnet34",
+        *,
+        in_channels: int = 3,
+        classes: int = 6,
+        encoder_weights: str | None = None,
+    ) -> None:
         super().__init__()
         self.encoder = get_encoder(encoder_name, in_channels=in_channels, depth=5, weights=encoder_weights)
         ch = self.encoder.out_channels
@@ -36,7 +42,8 @@ class FCN(nn.Module):
         self.score8 = nn.Conv2d(ch[-3], classes, kernel_size=1)
         for layer in (self.score16, self.score8):
             nn.init.zeros_(layer.weight)
-            nn.init.zeros_(layer.bias)
+            if layer.bias is not None:
+                nn.init.zeros_(layer.bias)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         feats = self.encoder(x)
@@ -67,8 +74,9 @@ REGISTRY: dict[str, Callable[..., nn.Module]] = {
 assert tuple(REGISTRY) == ARCHITECTURES
 
 
-def build_model(arch: str, encoder: str, *, in_channels: int, classes: int,
-                encoder_weights: str | None = None) -> nn.Module:
+def build_model(
+    arch: str, encoder: str, *, in_channels: int, classes: int, encoder_weights: str | None = None
+) -> nn.Module:
     """Build an untrained (or ImageNet-initialised) model.
 
     Raises

@@ -1,0 +1,5 @@
+"""``python -m geoseg`` is ``geoseg``."""
+
+from .cli import main
+
+main()
