@@ -164,3 +164,65 @@ def test_info_scene(shared_data):
     assert code == 0, out
     for expected in ("791 x 718 px", "EPSG:32618", "300 x 300", "alpha (alpha band 4)", "blocks"):
         assert expected in out
+
+
+def test_model_import_cli(tmp_path):
+    import torch
+
+    from geoseg.predict.checkpoint import read_spec
+    from geoseg.predict.models import build_model
+
+    torch.save(build_model("unet", "resnet18", in_channels=4, classes=6).state_dict(), tmp_path / "sd.pth")
+    code, out = invoke(
+        "model",
+        "import",
+        tmp_path / "sd.pth",
+        "--arch",
+        "unet",
+        "--encoder",
+        "resnet18",
+        "--in-channels",
+        "4",
+        "--mean",
+        "0",
+        "--std",
+        "10000",
+        "--band-names",
+        "b,g,r,nir",
+        "--gsd",
+        "0.3",
+        "-o",
+        tmp_path / "m.pt",
+    )
+    assert code == 0, out
+    spec = read_spec(tmp_path / "m.pt")
+    assert spec.std == (10000.0,) * 4 and spec.bands == ("b", "g", "r", "nir") and spec.gsd == 0.3
+    code, out = invoke(
+        "model",
+        "import",
+        tmp_path / "sd.pth",
+        "--arch",
+        "fpn",
+        "--encoder",
+        "resnet18",
+        "--in-channels",
+        "4",
+        "--mean",
+        "0",
+        "--std",
+        "1",
+        "-o",
+        tmp_path / "x.pt",
+    )
+    assert_user_error(code, out, r"does not fit fpn/resnet18", tmp_path)
+
+
+def test_run_prints_summary_and_quiet_prints_nothing(tmp_path, fcn_model):
+    scene = write_tif(tmp_path / "s.tif", smooth_image(300, 280))
+    code, out = invoke("run", scene, "--model", fcn_model, "--tile", "128", "--overlap", "32", "--chunk", "200")
+    assert code == 0, out
+    for text in ("segment", "vectorize", "Land cover", "impervious surfaces", "polygons", "Mpx/s", "s.landcover.gpkg"):
+        assert text in out
+    code, out = invoke("run", scene, "--model", fcn_model, "--tile", "128", "--overwrite", "-q", "-o", tmp_path / "q")
+    assert code == 0 and out == ""
+    assert (tmp_path / "q" / "s.classes.tif").exists() and (tmp_path / "q" / "s.run.json").exists()
