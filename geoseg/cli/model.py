@@ -6,7 +6,7 @@ from pathlib import Path
 
 import click
 
-from ..errors import ConfigError
+from ..errors import ConfigError, OutputExistsError
 from ..predict.spec import ARCHITECTURES, ENCODERS
 
 
@@ -29,6 +29,11 @@ def _names(text: str | None, n: int) -> tuple[str, ...] | None:
     if len(names) != n:
         raise ConfigError(f"--band-names has {len(names)} names but --in-channels is {n}")
     return names
+
+
+def _check_output(output: Path, overwrite: bool) -> None:
+    if output.exists() and not overwrite:
+        raise OutputExistsError(f"{output} already exists; pass --overwrite to replace it")
 
 
 @click.group()
@@ -64,11 +69,9 @@ def init(
     overwrite: bool,
 ) -> None:
     """Write a new, untrained checkpoint (normalisation: ImageNet statistics in 8-bit units)."""
-    from ..errors import OutputExistsError
     from ..predict.checkpoint import init_checkpoint
 
-    if output.exists() and not overwrite:
-        raise OutputExistsError(f"{output} already exists; pass --overwrite to replace it")
+    _check_output(output, overwrite)
     spec = init_checkpoint(
         output,
         arch=arch,
@@ -110,11 +113,9 @@ def import_(
     overwrite: bool,
 ) -> None:
     """Wrap STATE_DICT, weights of a segmentation-models-pytorch model trained elsewhere."""
-    from ..errors import OutputExistsError
     from ..predict.checkpoint import import_state_dict
 
-    if output.exists() and not overwrite:
-        raise OutputExistsError(f"{output} already exists; pass --overwrite to replace it")
+    _check_output(output, overwrite)
     spec = import_state_dict(
         state_dict,
         output,
