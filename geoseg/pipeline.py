@@ -70,6 +70,7 @@ class Job:
     device: str
     batch: int | None
     threads: int | None
+    parallel: int
     store: str
     num_classes: int
 
@@ -101,18 +102,17 @@ def predict_block(job: Job, by: int, bx: int) -> Timed:
     # Tiles whose whole extent is nodata influence no valid pixel: skip them.
     todo = [t for t in block.tiles() if valid[grid.tile_extent(*t).slices(ext)].any()]
     rects = [grid.tile_extent(*t) for t in todo]
-    forward = blend = 0.0
     bs = predictor.batch_size
-    for start in range(0, len(todo), bs):
-        batch_rects = rects[start : start + bs]
-        stack = np.stack([data[(slice(None), *r.slices(ext))] for r in batch_rects])
-        ta = time.perf_counter()
-        probs = predictor.predict(stack)
+    groups = [rects[i : i + bs] for i in range(0, len(rects), bs)]
+    stacks = (np.stack([data[(slice(None), *r.slices(ext))] for r in g]) for g in groups)
+    blend = 0.0
+    ta = time.perf_counter()
+    for group, probs in zip(groups, predictor.stream(stacks, parallel=job.parallel), strict=True):
         tb = time.perf_counter()
-        for rect, p in zip(batch_rects, probs, strict=True):
+        for rect, p in zip(group, probs, strict=True):
             accumulate(acc, ext, p, weights, rect)
-        forward += tb - ta
         blend += time.perf_counter() - tb
+    forward = time.perf_counter() - ta - blend
     tc = time.perf_counter()
     partial = make_partial(plan, block, acc, valid[block.core.slices(ext)])
     blend += time.perf_counter() - tc
@@ -372,6 +372,13 @@ def run(cfg: RunConfig, *, progress: ProgressCallback | None = None) -> RunResul
     # bits of a convolution depend on its thread count, so fixing it makes the
     # result independent of scheduler and worker count.
     threads = 1
+    cores = os.cpu_count() or 1
+    if cfg.scheduler == "threads":
+        parallel = cfg.workers or cores
+    elif cfg.scheduler == "processes":
+        parallel = max(1, cores // (cfg.workers or cores))
+    else:  # synchronous, or cluster workers with one thread each
+        parallel = 1 if cfg.scheduler != "synchronous" else cores
     job = Job(
         scene=info.path,
         bands=bands,
@@ -381,6 +388,7 @@ def run(cfg: RunConfig, *, progress: ProgressCallback | None = None) -> RunResul
         device=cfg.device,
         batch=cfg.batch,
         threads=threads,
+        parallel=parallel,
         store=str(store.path),
         num_classes=spec.num_classes,
     )

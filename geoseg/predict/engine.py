@@ -6,7 +6,9 @@ import functools
 import logging
 import os
 import threading
-from collections.abc import Iterator
+from collections import deque
+from collections.abc import Iterable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import AbstractContextManager, nullcontext
 from pathlib import Path
 
@@ -26,6 +28,16 @@ log = logging.getLogger(__name__)
 # would otherwise fight over the same cores (CPU) or memory (GPU).
 _DEVICE_LOCKS: dict[str, threading.Lock] = {}
 _LOCKS_GUARD = threading.Lock()
+# CPU forward passes of every block in a process share one pool, so the number
+# running at once never exceeds the cores given to this process.
+_POOLS: dict[int, ThreadPoolExecutor] = {}
+
+
+def _pool(size: int) -> ThreadPoolExecutor:
+    with _LOCKS_GUARD:
+        if size not in _POOLS:
+            _POOLS[size] = ThreadPoolExecutor(max_workers=size, thread_name_prefix="geoseg-forward")
+        return _POOLS[size]
 
 
 def resolve_device(device: str = "auto") -> torch.device:
@@ -167,6 +179,25 @@ class Predictor:
     def predict(self, tiles: np.ndarray) -> np.ndarray:
         """All of :meth:`batches` concatenated (convenient for small inputs)."""
         return np.concatenate(list(self.batches(tiles)))
+
+    def stream(self, batches: Iterable[np.ndarray], *, parallel: int = 1) -> Iterator[np.ndarray]:
+        """:meth:`predict` for each of `batches`, in order, up to `parallel` at once on CPU.
+
+        At most `parallel` results are held ahead of the consumer, so memory
+        stays bounded however many batches there are.
+        """
+        if parallel <= 1 or self.device.type != "cpu":
+            for b in batches:
+                yield self.predict(b)
+            return
+        pool = _pool(parallel)
+        pending: deque[Future[np.ndarray]] = deque()
+        for b in batches:
+            pending.append(pool.submit(self.predict, b))
+            if len(pending) >= parallel:
+                yield pending.popleft().result()
+        while pending:
+            yield pending.popleft().result()
 
     @torch.inference_mode()
     def _forward(self, chunk: np.ndarray) -> np.ndarray:
