@@ -159,7 +159,10 @@ def write_class_cog(
 def write_geopackage(frame: gpd.GeoDataFrame, path: str | os.PathLike[str], *, layer: str = "landcover") -> Path:
     """Write polygons to a GeoPackage layer with a spatial index, atomically."""
     with staged(path) as tmp:
-        pyogrio.write_dataframe(frame, tmp, layer=layer, driver="GPKG", spatial_index=True)
+        # GeoPackage 1.2: newer GDALs write 1.4, which GDAL 3.6 / QGIS 3.22 flag as partly unsupported.
+        pyogrio.write_dataframe(
+            frame, tmp, layer=layer, driver="GPKG", spatial_index=True, dataset_options={"VERSION": "1.2"}
+        )
     return Path(path)
 
 

@@ -138,6 +138,12 @@ def test_outputs_keep_the_scene_grid_and_report(runs, scene_3000):
         assert cls.dtypes[0] == "uint8" and cls.nodata == NODATA
         assert cls.colormap(1)[1] == (0, 0, 255, 255)
         assert cls.overviews(1)  # COG with overviews
+    import sqlite3
+
+    with sqlite3.connect(outdir / "synthetic.landcover.gpkg") as db:
+        assert db.execute("PRAGMA application_id").fetchone()[0] == 0x47504B47  # 'GPKG'
+        assert db.execute("PRAGMA user_version").fetchone()[0] == 10200  # 1.2: read by GDAL >= 2.2, QGIS 3.x
+        assert db.execute("SELECT count(*) FROM sqlite_master WHERE name = 'rtree_landcover_geom'").fetchone()[0]
     info = pyogrio.read_info(outdir / "synthetic.landcover.gpkg", layer="landcover")
     assert info["crs"].endswith("32633") and info["geometry_type"] == "Polygon"
     report = json.loads((outdir / "synthetic.run.json").read_text())
