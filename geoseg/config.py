@@ -19,7 +19,9 @@ class RunConfig(BaseModel):
     """Settings of one ``geoseg run``.
 
     Sizes are in pixels, `simplify` in metres, `min_area` in square metres.
-    `tile` defaults to the tile size stored in the model.
+    `tile` defaults to the tile size stored in the model; `simplify` and
+    `min_area` default (None) to one pixel and 16 pixels of the scene, and 0
+    keeps the exact pixel polygons.
     """
 
     model_config = ConfigDict(frozen=True, extra="forbid")
@@ -33,8 +35,8 @@ class RunConfig(BaseModel):
     chunk: int = Field(default=2048, ge=32)
     device: str = "auto"
     bands: tuple[int, ...] | None = None
-    simplify: float = Field(default=0.0, ge=0)
-    min_area: float = Field(default=0.0, ge=0)
+    simplify: float | None = Field(default=None, ge=0)
+    min_area: float | None = Field(default=None, ge=0)
     overwrite: bool = False
     scheduler: str = "threads"
     workers: int | None = Field(default=None, ge=1)

@@ -7,9 +7,11 @@ holds either the previous file, nothing, or the complete new file.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
+import sqlite3
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -19,6 +21,7 @@ from xml.sax.saxutils import quoteattr
 
 import geopandas as gpd
 import numpy as np
+import pandas as pd
 import pyogrio
 import rasterio
 import rasterio.shutil
@@ -156,13 +159,105 @@ def write_class_cog(
     return path
 
 
-def write_geopackage(frame: gpd.GeoDataFrame, path: str | os.PathLike[str], *, layer: str = "landcover") -> Path:
-    """Write polygons to a GeoPackage layer with a spatial index, atomically."""
+def _vector_qml(classes: ClassTable, *, field: str = "class_id") -> str:
+    """QGIS style: categories on `field` with the class colours and names (fill, thin darker outline)."""
+    cats, symbols = [], []
+    for i, c in enumerate(classes):
+        rgba = ",".join(map(str, (*c.color, 255)))
+        edge = ",".join(map(str, (*(int(v * 0.6) for v in c.color), 255)))
+        cats.append(
+            f'      <category value="{c.id}" symbol="{i}" label={quoteattr(c.name)} render="true" type="integer"/>\n'
+        )
+        props = {
+            "color": rgba,
+            "outline_color": edge,
+            "outline_style": "solid",
+            "outline_width": "0.1",
+            "outline_width_unit": "MM",
+            "style": "solid",
+            "joinstyle": "bevel",
+        }
+        options = "".join(f'<Option type="QString" name="{k}" value="{v}"/>' for k, v in props.items())
+        legacy = "".join(f'<prop k="{k}" v="{v}"/>' for k, v in props.items())
+        symbols.append(
+            f'      <symbol type="fill" name="{i}" alpha="1" clip_to_extent="1" force_rhr="0">\n'
+            f'        <layer class="SimpleFill" enabled="1" pass="0" locked="0">\n'
+            f'          <Option type="Map">{options}</Option>\n'
+            f"          {legacy}\n"
+            f"        </layer>\n"
+            f"      </symbol>\n"
+        )
+    return (
+        "<!DOCTYPE qgis PUBLIC 'http://mrcc.com/qgis.dtd' 'SYSTEM'>\n"
+        '<qgis version="3.22.0" styleCategories="Symbology">\n'
+        f'  <renderer-v2 type="categorizedSymbol" attr="{field}" forceraster="0" symbollevels="0" '
+        'enableorderby="0" referencescale="-1">\n'
+        f"    <categories>\n{''.join(cats)}    </categories>\n"
+        f"    <symbols>\n{''.join(symbols)}    </symbols>\n"
+        "  </renderer-v2>\n"
+        "  <layerGeometryType>2</layerGeometryType>\n"
+        "</qgis>\n"
+    )
+
+
+_LAYER_STYLES = """CREATE TABLE IF NOT EXISTS "layer_styles" ("id" INTEGER PRIMARY KEY AUTOINCREMENT NOT NULL,
+ "f_table_catalog" TEXT(256), "f_table_schema" TEXT(256), "f_table_name" TEXT(256),
+ "f_geometry_column" TEXT(256), "styleName" TEXT(30), "styleQML" TEXT, "styleSLD" TEXT,
+ "useAsDefault" BOOLEAN, "description" TEXT, "owner" TEXT(30), "ui" TEXT(30),
+ "update_time" DATETIME DEFAULT (strftime('%Y-%m-%dT%H:%M:%fZ','now')))"""
+
+
+def embed_qgis_style(path: str | os.PathLike[str], layer: str, classes: ClassTable) -> None:
+    """Store a default QGIS style for `layer` in the GeoPackage's ``layer_styles`` table.
+
+    QGIS applies it when the layer is opened. Written with sqlite3 after GDAL
+    has closed the file; ``f_table_schema`` must be '' and
+    ``f_geometry_column`` the layer's real geometry column, or QGIS ignores it.
+    """
+    with contextlib.closing(sqlite3.connect(path)) as db, db:
+        row = db.execute("SELECT column_name FROM gpkg_geometry_columns WHERE table_name = ?", (layer,)).fetchone()
+        if row is None:
+            raise GeosegIOError(f"{path} has no geometry layer {layer!r}")
+        db.execute(_LAYER_STYLES)
+        db.execute("DELETE FROM layer_styles WHERE f_table_name = ?", (layer,))
+        db.execute(
+            "INSERT INTO layer_styles (f_table_catalog, f_table_schema, f_table_name, f_geometry_column, styleName,"
+            " styleQML, styleSLD, useAsDefault, description, owner, ui) VALUES ('', '', ?, ?, ?, ?, '', 1, ?, '', '')",
+            (layer, row[0], f"{layer} (geoseg)", _vector_qml(classes), "land-cover classes, ISPRS colours"),
+        )
+
+
+def write_geopackage(
+    frame: gpd.GeoDataFrame,
+    path: str | os.PathLike[str],
+    *,
+    layer: str = "landcover",
+    classes: ClassTable | None = None,
+    runs: dict[str, Any] | None = None,
+) -> Path:
+    """Write polygons to a GeoPackage layer with a spatial index, atomically.
+
+    With `classes`, the file also gets a ``classes`` table (id, name, colour)
+    and an embedded default QGIS style; `runs` adds a row to a ``runs`` table
+    (values are stored as text, dicts and lists as JSON).
+    """
     with staged(path) as tmp:
         # GeoPackage 1.2: newer GDALs write 1.4, which GDAL 3.6 / QGIS 3.22 flag as partly unsupported.
-        pyogrio.write_dataframe(
-            frame, tmp, layer=layer, driver="GPKG", spatial_index=True, dataset_options={"VERSION": "1.2"}
-        )
+        opts = {"VERSION": "1.2"}
+        pyogrio.write_dataframe(frame, tmp, layer=layer, driver="GPKG", spatial_index=True, dataset_options=opts)
+        if classes is not None:
+            table = pd.DataFrame(
+                {
+                    "class_id": [c.id for c in classes],
+                    "class_name": list(classes.names),
+                    "color": [c.hex for c in classes],
+                }
+            )
+            pyogrio.write_dataframe(table, tmp, layer="classes", driver="GPKG")
+            embed_qgis_style(tmp, layer, classes)
+        if runs is not None:
+            row = {k: json.dumps(v) if isinstance(v, dict | list) else str(v) for k, v in runs.items()}
+            pyogrio.write_dataframe(pd.DataFrame([row]), tmp, layer="runs", driver="GPKG")
     return Path(path)
 
 

@@ -41,6 +41,7 @@ from .tiling import BlockPlan, TileGrid
 from .vectorize import (
     BlockPolygons,
     Polygons,
+    absorb_small,
     label_regions,
     measure,
     merge_blocks,
@@ -393,34 +394,12 @@ def run(cfg: RunConfig, *, progress: ProgressCallback | None = None) -> RunResul
         num_classes=spec.num_classes,
     )
     pixel_m = float(np.sqrt(info.pixel_size_m[0] * info.pixel_size_m[1]))
-    min_pixels = cfg.min_area / (pixel_m * pixel_m)
+    cleaning = Cleaning.resolve(cfg.min_area, cfg.simplify, pixel_m)
     stage_seconds: Counter[str] = Counter()
-
-    def collect(results: list[Timed]) -> dict[tuple[int, int], BlockPolygons]:
-        found = {}
-        for r in results:
-            stage_seconds.update(r.seconds)
-            if isinstance(r.value, BlockPolygons):
-                found[r.value.index] = r.value
-        return found
-
     t0 = time.perf_counter()
     with _Runner(cfg) as runner:
-        outputs, totals = _graph(job, store, regions_only=min_pixels > 0)
-        parts = collect(runner.compute(outputs, totals, progress))
-        timings["segment_and_vectorize"] = time.perf_counter() - t0
-        if min_pixels > 0:
-            t0 = time.perf_counter()
-            luts = sieve(parts, min_pixels)
-            store.ensure("cleaned")
-            cleaned = [
-                dask.delayed(vectorize_block, pure=False)(
-                    job, *idx, lut=lut, dask_key_name=f"vectorize-{idx[0]}-{idx[1]}"
-                )
-                for idx, lut in sorted(luts.items())
-            ]
-            parts = collect(runner.compute(cleaned, {"vectorize": len(cleaned)}, progress))
-            timings["sieve_and_vectorize"] = time.perf_counter() - t0
+        parts = _vector_stage(runner, job, store, cleaning, progress, stage_seconds, timings)
+    timings["segment_and_vectorize"] = timings.pop("vector_stage")
     counts = np.zeros(spec.num_classes, dtype=np.int64)
     for p in parts.values():
         np.add.at(counts, p.classes.astype(np.intp), p.pixels)
@@ -430,17 +409,35 @@ def run(cfg: RunConfig, *, progress: ProgressCallback | None = None) -> RunResul
         raise SceneError(f"{scene_path.name} has no valid pixels (all nodata or masked); nothing to map")
 
     t0 = time.perf_counter()
-    polys = merge_blocks(parts)
-    if cfg.simplify > 0:
-        polys = simplify(polys, cfg.simplify / pixel_m)
-    geoms = to_crs(polys.geoms, info.transform)
-    area, perimeter, method = measure(geoms, info.crs)
+    polys, geoms, area, perimeter, method = _finish_polygons(parts, cleaning, info)
     timings["merge_and_measure"] = time.perf_counter() - t0
     if progress:
-        progress("vectorize", totals["vectorize"], totals["vectorize"])
+        progress("vectorize", len(plan), len(plan))
 
     t0 = time.perf_counter()
-    written = _export(cfg, info, plan, store, paths, spec.classes, polys, geoms, area, perimeter, progress)
+    run_row = {
+        "created": datetime.now(UTC).isoformat(timespec="seconds"),
+        "geoseg_version": __version__,
+        "scene": info.path,
+        "scene_checksum": checksum,
+        "model": spec.name,
+        "model_sha256": mhash,
+        "parameters": cfg.model_dump(mode="json"),
+    }
+    written = _export(
+        cfg,
+        info,
+        plan,
+        store,
+        paths,
+        spec.classes,
+        polys,
+        geoms,
+        area,
+        perimeter,
+        run_row,
+        cleaned=cleaning.min_pixels > 0,
+    )
     timings["export"] = time.perf_counter() - t0
     timings["total"] = time.perf_counter() - t_start
     cpu = {k: round(v, 3) for k, v in stage_seconds.items() if k != "tiles"}
@@ -449,7 +446,7 @@ def run(cfg: RunConfig, *, progress: ProgressCallback | None = None) -> RunResul
     class_areas = {c.name: float(area[polys.classes == c.id].sum()) for c in spec.classes}
     report = {
         "geoseg_version": __version__,
-        "created": datetime.now(UTC).isoformat(timespec="seconds"),
+        "created": run_row["created"],
         "scene": {
             "path": info.path,
             "checksum": checksum,
@@ -485,6 +482,11 @@ def run(cfg: RunConfig, *, progress: ProgressCallback | None = None) -> RunResul
         "task_seconds": cpu,
         "throughput_mpx_s": round(info.width * info.height / 1e6 / timings["total"], 4),
         "area_method": method,
+        "cleaning": {
+            "min_area_m2": cleaning.min_area_m2,
+            "min_pixels": cleaning.min_pixels,
+            "simplify_m": cleaning.simplify_m,
+        },
         "polygons": len(polys),
         "valid_pixels": valid_pixels,
         "classes": [
@@ -513,6 +515,89 @@ def run(cfg: RunConfig, *, progress: ProgressCallback | None = None) -> RunResul
     return RunResult(
         written, class_areas, class_pixels, len(polys), timings, info.width * info.height, valid_pixels, resumed, report
     )
+
+
+@dataclass(frozen=True)
+class Cleaning:
+    """Polygon cleaning in effect: minimum mapping unit and simplification tolerance."""
+
+    min_area_m2: float
+    simplify_m: float
+    pixel_m: float
+
+    #: Defaults, in pixels of the scene: regions under 16 pixels merge into a neighbour,
+    #: boundaries simplify by one pixel (staircases become straight edges).
+    DEFAULT_MIN_PIXELS = 16
+    DEFAULT_SIMPLIFY_PIXELS = 1.0
+
+    @classmethod
+    def resolve(cls, min_area: float | None, simplify_m: float | None, pixel_m: float) -> Cleaning:
+        """Settings in metres; None means the default for the scene's pixel size."""
+        if min_area is None:
+            min_area = cls.DEFAULT_MIN_PIXELS * pixel_m * pixel_m
+        if simplify_m is None:
+            simplify_m = cls.DEFAULT_SIMPLIFY_PIXELS * pixel_m
+        return cls(float(min_area), float(simplify_m), pixel_m)
+
+    @property
+    def min_pixels(self) -> float:
+        return self.min_area_m2 / (self.pixel_m * self.pixel_m)
+
+    @property
+    def simplify_pixels(self) -> float:
+        return self.simplify_m / self.pixel_m
+
+
+def _vector_stage(
+    runner: _Runner,
+    job: Job,
+    store: WorkStore,
+    cleaning: Cleaning,
+    progress: ProgressCallback | None,
+    stage_seconds: Counter[str],
+    timings: dict[str, float],
+) -> dict[tuple[int, int], BlockPolygons]:
+    """Segment the blocks still missing from the store, then polygonise every block (sieving first if asked)."""
+
+    def collect(results: list[Timed]) -> dict[tuple[int, int], BlockPolygons]:
+        found = {}
+        for r in results:
+            stage_seconds.update(r.seconds)
+            if isinstance(r.value, BlockPolygons):
+                found[r.value.index] = r.value
+        return found
+
+    t0 = time.perf_counter()
+    min_pixels = cleaning.min_pixels
+    outputs, totals = _graph(job, store, regions_only=min_pixels > 0)
+    parts = collect(runner.compute(outputs, totals, progress))
+    timings["vector_stage"] = time.perf_counter() - t0
+    if min_pixels > 0:
+        t0 = time.perf_counter()
+        luts = sieve(parts, min_pixels)
+        store.ensure("cleaned")
+        cleaned = [
+            dask.delayed(vectorize_block, pure=False)(job, *idx, lut=lut, dask_key_name=f"vectorize-{idx[0]}-{idx[1]}")
+            for idx, lut in sorted(luts.items())
+        ]
+        parts = collect(runner.compute(cleaned, {"vectorize": len(cleaned)}, progress))
+        timings["sieve_and_vectorize"] = time.perf_counter() - t0
+    return parts
+
+
+def _finish_polygons(
+    parts: dict[tuple[int, int], BlockPolygons], cleaning: Cleaning, info: SceneInfo
+) -> tuple[Polygons, np.ndarray, np.ndarray, np.ndarray, str]:
+    """Merge across block edges, simplify, enforce the mapping unit again, move to the CRS and measure."""
+    polys = merge_blocks(parts)
+    if cleaning.simplify_pixels > 0:
+        polys = simplify(polys, cleaning.simplify_pixels)
+        if cleaning.min_pixels > 0:
+            # simplification can shave a region just above the mapping unit below it
+            polys = absorb_small(polys, cleaning.min_pixels)
+    geoms = to_crs(polys.geoms, info.transform)
+    area, perimeter, method = measure(geoms, info.crs)
+    return polys, geoms, area, perimeter, method
 
 
 def _graph(job: Job, store: WorkStore, *, regions_only: bool = False) -> tuple[list[Any], dict[str, int]]:
@@ -563,7 +648,9 @@ def _export(
     geoms: np.ndarray,
     area: np.ndarray,
     perimeter: np.ndarray,
-    progress: ProgressCallback | None,
+    run_row: dict[str, Any],
+    *,
+    cleaned: bool,
 ) -> dict[str, Path]:
     from .export import class_frame, write_class_cog, write_geopackage
 
@@ -577,8 +664,8 @@ def _export(
         perimeter_m=perimeter,
         mean_confidence=np.round(polys.mean_confidence, 4),
     )
-    written["landcover"] = write_geopackage(frame, paths["landcover"])
-    source = "cleaned" if cfg.min_area > 0 else "classes"
+    written["landcover"] = write_geopackage(frame, paths["landcover"], classes=classes, runs=run_row)
+    source = "cleaned" if cleaned else "classes"
     written["classes"] = write_class_cog(store, plan, info, paths["classes"], classes, array=source)
     if cfg.confidence:
         written["confidence"] = write_class_cog(store, plan, info, paths["confidence"], classes, array="confidence")

@@ -34,6 +34,7 @@ from .tiling import Rect
 __all__ = [
     "BlockPolygons",
     "Polygons",
+    "absorb_small",
     "measure",
     "merge_blocks",
     "polygonize_block",
@@ -400,14 +401,16 @@ def _drop_collinear(poly: shapely.Polygon) -> shapely.Polygon:
 
 
 def to_crs(geoms: np.ndarray, transform: Affine) -> np.ndarray:
-    """Pixel-coordinate geometries (x = column, y = row) into the CRS of `transform`."""
+    """Pixel-coordinate geometries (x = column, y = row) into the CRS of `transform`, oriented consistently."""
     a, b, c, d, e, f = transform.a, transform.b, transform.c, transform.d, transform.e, transform.f
 
     def apply(xy: np.ndarray) -> np.ndarray:
         x, y = xy[:, 0], xy[:, 1]
         return np.column_stack([a * x + b * y + c, d * x + e * y + f])
 
-    return shapely.transform(geoms, apply)
+    # One orientation for every polygon (exterior counter-clockwise, holes clockwise): geodesic
+    # areas sum signed rings, and merged polygons mix rings from GEOS and from GDAL.
+    return shapely.orient_polygons(shapely.transform(geoms, apply))
 
 
 def _geod(crs: CRS) -> Geod:
@@ -470,8 +473,47 @@ def measure(geoms: np.ndarray, crs: CRS, *, method: str = "auto") -> tuple[np.nd
 
 
 def simplify(polys: Polygons, tolerance: float) -> Polygons:
-    """Simplify all polygons together, keeping shared edges shared (no gaps or overlaps)."""
+    """Simplify all polygons together, keeping shared edges shared (no gaps or overlaps).
+
+    `tolerance` is in the polygons' units (pixels before :func:`to_crs`).
+    """
     if tolerance <= 0 or len(polys) == 0:
         return polys
-    geoms = shapely.coverage_simplify(polys.geoms, tolerance, simplify_boundary=True)
+    # Edges along nodata and the scene border stay exact, so no polygon reaches into nodata.
+    geoms = shapely.coverage_simplify(polys.geoms, tolerance, simplify_boundary=False)
     return Polygons(geoms, polys.classes, polys.pixels, polys.conf_sum)
+
+
+def absorb_small(polys: Polygons, min_pixels: float) -> Polygons:
+    """Merge polygons whose *area* is below `min_pixels` into the neighbour sharing the longest edge.
+
+    For the few regions that simplification shaved below the mapping unit;
+    the union of coverage edges keeps the partition gap- and overlap-free.
+    Polygons with no neighbour (islands in nodata) stay.
+    """
+    areas = shapely.area(polys.geoms)
+    small = np.flatnonzero(areas < min_pixels)
+    if len(small) == 0:
+        return polys
+    geoms, pixels, conf = polys.geoms.copy(), polys.pixels.copy(), polys.conf_sum.copy()
+    tree = shapely.STRtree(polys.geoms)
+    uf = _UnionFind(len(geoms))
+    alive = np.ones(len(geoms), dtype=bool)
+    for i in small[np.argsort(areas[small], kind="stable")]:
+        i = int(i)
+        if not alive[i] or shapely.area(geoms[i]) >= min_pixels:
+            continue
+        cands = sorted({uf.find(int(c)) for c in tree.query(geoms[i], predicate="intersects")} - {i})
+        if not cands:
+            continue
+        shared = shapely.length(shapely.intersection(shapely.boundary(geoms[i]), shapely.boundary(geoms[cands])))
+        if shared.max() <= 0:
+            continue
+        j = cands[int(np.argmax(shared))]
+        geoms[j] = shapely.union_all([geoms[j], geoms[i]])
+        pixels[j] += pixels[i]
+        conf[j] += conf[i]
+        alive[i] = False
+        uf.parent[i] = j
+    keep = np.flatnonzero(alive)
+    return Polygons(geoms[keep], polys.classes[keep], pixels[keep], conf[keep])

@@ -55,7 +55,18 @@ def runs(scene_3000, fcn_model, tmp_path_factory) -> dict[str, Path]:
         "processes": {"chunk": 1024, "scheduler": "processes", "workers": 2},
     }.items():
         outdir = tmp_path_factory.mktemp(name)
-        run(RunConfig(scene=scene_3000, model=fcn_model, outdir=outdir, tile=TILE, overlap=OVERLAP, **kw))
+        run(
+            RunConfig(
+                scene=scene_3000,
+                model=fcn_model,
+                outdir=outdir,
+                tile=TILE,
+                overlap=OVERLAP,
+                simplify=0,
+                min_area=0,
+                **kw,
+            )
+        )
         out[name] = outdir
     return out
 
@@ -163,7 +174,7 @@ def test_nodata_alpha_and_masks_become_255_and_no_polygon(tmp_path, fcn_model):
     res = run(RunConfig(scene=path, model=fcn_model, outdir=tmp_path, tile=128, overlap=32, chunk=200))
     classes = read_classes(res.outputs["classes"])
     np.testing.assert_array_equal(classes == NODATA, alpha[0] == 0)
-    df = pyogrio.read_dataframe(res.outputs["landcover"])
+    df = pyogrio.read_dataframe(res.outputs["landcover"], layer="landcover")
     t = Affine(0.5, 0, 500000.0, 0, -0.5, 5800000.0)
     (x0, y0), (x1, y1) = t @ (31, 41), t @ (199, 119)  # the masked box, shrunk by one pixel
     hole = shapely.box(min(x0, x1), min(y0, y1), max(x0, x1), max(y0, y1))
@@ -186,7 +197,7 @@ def test_geographic_scene_areas_are_square_metres(tmp_path, fcn_model):
     t = Affine(2e-6, 0, 138.6, 0, -2e-6, -34.9)
     path = write_tif(tmp_path / "geo.tif", smooth_image(300, 300, seed=4), crs="EPSG:4326", transform=t)
     res = run(RunConfig(scene=path, model=fcn_model, outdir=tmp_path, tile=128, overlap=32))
-    df = pyogrio.read_dataframe(res.outputs["landcover"])
+    df = pyogrio.read_dataframe(res.outputs["landcover"], layer="landcover")
     laea = df.geometry.to_crs("+proj=laea +lat_0=-34.9003 +lon_0=138.6003 +datum=WGS84")
     assert res.report["area_method"] == "geodesic"
     np.testing.assert_allclose(df.area_m2, laea.area, rtol=1e-4)
@@ -214,7 +225,18 @@ def test_interrupted_store_is_resumed(tmp_path, fcn_model):
 def test_min_area_and_simplify_keep_a_valid_partition(tmp_path, fcn_model):
     path = tmp_path / "clean.tif"
     write_scene(SceneSpec(width=700, height=600, pixel_size=0.1, seed=3), path)
-    exact = run(RunConfig(scene=path, model=fcn_model, outdir=tmp_path / "exact", tile=256, overlap=32, chunk=300))
+    exact = run(
+        RunConfig(
+            scene=path,
+            model=fcn_model,
+            outdir=tmp_path / "exact",
+            tile=256,
+            overlap=32,
+            chunk=300,
+            simplify=0,
+            min_area=0,
+        )
+    )
     clean = run(
         RunConfig(
             scene=path,
@@ -227,7 +249,7 @@ def test_min_area_and_simplify_keep_a_valid_partition(tmp_path, fcn_model):
             simplify=0.15,
         )
     )
-    df = pyogrio.read_dataframe(clean.outputs["landcover"])
+    df = pyogrio.read_dataframe(clean.outputs["landcover"], layer="landcover")
     geoms = df.geometry.values
     assert clean.n_polygons < exact.n_polygons
     assert shapely.is_valid(geoms).all()
@@ -244,7 +266,7 @@ def test_min_area_and_simplify_keep_a_valid_partition(tmp_path, fcn_model):
         assert df.area_m2[df.class_id == cid].sum() == pytest.approx(
             (cleaned == cid).sum() * pixel_area, rel=0.01, abs=0.05
         )
-    exact_df = pyogrio.read_dataframe(exact.outputs["landcover"])
+    exact_df = pyogrio.read_dataframe(exact.outputs["landcover"], layer="landcover")
     assert shapely.get_num_coordinates(geoms).sum() < shapely.get_num_coordinates(exact_df.geometry.values).sum()
 
 

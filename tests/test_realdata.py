@@ -52,7 +52,7 @@ def test_sample_geotiff_end_to_end(path, shared_data, fcn_model, pan_model, tmp_
         assert out.crs == crs and out.transform == transform and out.shape == shape
         classes = out.read(1)
     np.testing.assert_array_equal(classes == NODATA, ~valid)
-    df = pyogrio.read_dataframe(res.outputs["landcover"])
+    df = pyogrio.read_dataframe(res.outputs["landcover"], layer="landcover")
     assert len(df) == res.n_polygons > 0
     assert CRS.from_user_input(df.crs) == CRS.from_user_input(crs)
     assert shapely.is_valid(df.geometry.values).all()
@@ -63,7 +63,7 @@ def test_sample_geotiff_end_to_end(path, shared_data, fcn_model, pan_model, tmp_
 def test_epsg4326_scene_area_against_equal_area_projection(shared_data, fcn_model, tmp_path):
     path = shared_data / "geotiff" / "oem_adelaide_2.tif"
     res = run(RunConfig(scene=path, model=fcn_model, outdir=tmp_path, tile=256, overlap=32))
-    df = pyogrio.read_dataframe(res.outputs["landcover"])
+    df = pyogrio.read_dataframe(res.outputs["landcover"], layer="landcover")
     assert res.report["area_method"] == "geodesic"
     cx, cy = shapely.centroid(shapely.union_all(df.geometry.values)).coords[0]
     equal_area = df.geometry.to_crs(f"+proj=laea +lat_0={cy} +lon_0={cx} +datum=WGS84").area

@@ -74,6 +74,7 @@ def test_to_crs_and_planar_measure():
     assert area[i] == pytest.approx(6 * 0.25)
     assert perim[i] == pytest.approx(2 * (1.5 + 1.0))
     assert geoms[i].bounds == (500000.5, 5799998.5, 500002.0, 5799999.5)
+    assert all(g.exterior.is_ccw and not any(r.is_ccw for r in g.interiors) for g in geoms)
 
 
 def test_geodesic_measure_for_geographic_crs():

@@ -41,16 +41,16 @@ from ..errors import ConfigError
 @click.option(
     "--simplify",
     type=float,
-    default=0.0,
-    show_default=True,
-    help="Simplify polygons by this many metres, keeping shared edges shared (0 = exact pixels).",
+    default=None,
+    help="Simplify polygon boundaries by this many metres, keeping shared edges shared "
+    "[default: one pixel; 0 = exact pixel edges].",
 )
 @click.option(
     "--min-area",
     type=float,
-    default=0.0,
-    show_default=True,
-    help="Merge regions smaller than this many m² into their neighbour (0 = keep all).",
+    default=None,
+    help="Minimum mapping unit in m²: smaller regions merge into the neighbour they share most edge with "
+    "[default: 16 pixels; 0 = keep every region].",
 )
 @click.option(
     "--scheduler",
@@ -73,8 +73,8 @@ def run(
     chunk: int,
     device: str,
     bands: str | None,
-    simplify: float,
-    min_area: float,
+    simplify: float | None,
+    min_area: float | None,
     scheduler: str,
     workers: int | None,
     confidence: bool,
