@@ -31,7 +31,7 @@ import numpy as np
 from dask.callbacks import Callback
 
 from . import __version__
-from .classes import ClassTable
+from .classes import ISPRS, NODATA, ClassTable
 from .config import RunConfig
 from .errors import ConfigError, GeosegIOError, OutputExistsError, SceneError
 from .raster import SceneInfo, file_checksum, has_valid_pixels, open_scene, read_window, select_bands
@@ -51,7 +51,7 @@ from .vectorize import (
     to_crs,
 )
 
-__all__ = ["Job", "RunResult", "output_paths", "run"]
+__all__ = ["Cleaning", "Job", "RunResult", "VectorizeResult", "output_paths", "run", "vectorize_raster"]
 
 log = logging.getLogger(__name__)
 
@@ -670,3 +670,114 @@ def _export(
     if cfg.confidence:
         written["confidence"] = write_class_cog(store, plan, info, paths["confidence"], classes, array="confidence")
     return written
+
+
+@dataclass
+class VectorizeResult:
+    """What :func:`vectorize_raster` wrote and measured."""
+
+    path: Path
+    n_polygons: int
+    class_areas: dict[str, float]
+    timings: dict[str, float]
+    cleaning: Cleaning
+
+
+def vectorize_raster(
+    classes_path: str | os.PathLike[str],
+    out: str | os.PathLike[str] | None = None,
+    *,
+    min_area: float | None = None,
+    simplify: float | None = None,
+    chunk: int = 2048,
+    scheduler: str = "threads",
+    workers: int | None = None,
+    overwrite: bool = False,
+    classes: ClassTable = ISPRS,
+    progress: ProgressCallback | None = None,
+) -> VectorizeResult:
+    """Polygonise an existing class raster (uint8 class ids, 255 = nodata) into a styled GeoPackage.
+
+    The same block-parallel vectorisation, exact seam merge and cleaning as
+    :func:`run`, for re-cleaning a map or vectorising one made elsewhere.
+    `out` defaults to ``<stem>.landcover.gpkg`` beside the raster (a
+    ``.classes`` suffix of the stem is dropped).
+
+    Raises
+    ------
+    SceneError
+        The raster is not a single-band uint8 class raster of `classes`.
+    OutputExistsError
+        `out` exists and `overwrite` is False.
+    """
+    from .export import class_frame, write_geopackage
+
+    t_start = time.perf_counter()
+    timings: dict[str, float] = {}
+    info = open_scene(classes_path)
+    src = Path(info.path)
+    if info.count != 1 or info.dtype != "uint8":
+        raise SceneError(
+            f"{src.name} has {info.count} band(s) of {info.dtype}; a class raster has one uint8 band of class ids"
+        )
+    stem = src.name.split(".")[0] if src.name.count(".") else src.stem
+    out_path = Path(out) if out else src.with_name(f"{stem}.landcover.gpkg")
+    _check_outdir(out_path.parent.resolve())
+    if out_path.exists() and not overwrite:
+        raise OutputExistsError(f"{out_path} already exists; pass --overwrite to replace it")
+    cfg = RunConfig.build(scene=src, model=src, chunk=chunk, scheduler=scheduler, workers=workers)
+    grid = TileGrid(info.height, info.width, tile=max(32, min(cfg.chunk, 1 << 14)), overlap=0)
+    plan = BlockPlan(grid, 1)
+    store_path = out_path.with_name(f".{out_path.stem}.vectorize-{os.getpid()}.zarr")
+    store, _ = WorkStore.prepare(store_path, plan, {"vectorize": str(src)}, overwrite=True)
+    try:
+        t0 = time.perf_counter()
+        for block in plan.blocks():
+            r = block.core
+            data, valid = read_window(info.path, r.row0, r.col0, r.height, r.width, (1,))
+            cls = np.where(valid, data[0], NODATA).astype(np.uint8)
+            bad = (cls != NODATA) & (cls >= len(classes))
+            if bad.any():
+                raise SceneError(
+                    f"{src.name} holds value {int(cls[bad].max())}, which is no class id (0..{len(classes) - 1}) "
+                    f"and not nodata ({NODATA})"
+                )
+            store.write_block(block, cls, np.zeros_like(cls))
+        timings["load"] = time.perf_counter() - t0
+        pixel_m = float(np.sqrt(info.pixel_size_m[0] * info.pixel_size_m[1]))
+        cleaning = Cleaning.resolve(min_area, simplify, pixel_m)
+        job = Job(
+            scene=info.path,
+            bands=(1,),
+            fill=(0.0,),
+            plan=plan,
+            checkpoint="",
+            device="cpu",
+            batch=None,
+            threads=1,
+            parallel=1,
+            store=str(store.path),
+            num_classes=len(classes),
+        )
+        stage_seconds: Counter[str] = Counter()
+        with _Runner(cfg) as runner:
+            parts = _vector_stage(runner, job, store, cleaning, progress, stage_seconds, timings)
+        timings["vectorize"] = timings.pop("vector_stage")
+        t0 = time.perf_counter()
+        polys, geoms, area, perimeter, _ = _finish_polygons(parts, cleaning, info)
+        timings["merge_and_measure"] = time.perf_counter() - t0
+        t0 = time.perf_counter()
+        frame = class_frame(geoms, polys.classes, classes, info.crs_wkt, area_m2=area, perimeter_m=perimeter)
+        row = {
+            "created": datetime.now(UTC).isoformat(timespec="seconds"),
+            "geoseg_version": __version__,
+            "scene": info.path,
+            "parameters": {"min_area_m2": cleaning.min_area_m2, "simplify_m": cleaning.simplify_m},
+        }
+        write_geopackage(frame, out_path, classes=classes, runs=row)
+        timings["export"] = time.perf_counter() - t0
+    finally:
+        store.remove()
+    timings["total"] = time.perf_counter() - t_start
+    areas = {c.name: float(area[polys.classes == c.id].sum()) for c in classes}
+    return VectorizeResult(out_path, len(polys), areas, timings, cleaning)

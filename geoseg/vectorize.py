@@ -74,12 +74,17 @@ class BlockPolygons:
 
 @dataclass
 class Polygons:
-    """Land-cover polygons with per-polygon class, pixel count and summed confidence."""
+    """Land-cover polygons with per-polygon class, pixel count, summed confidence and anchor.
+
+    ``anchor`` is each region's first pixel in raster order (``row << 32 | col``):
+    polygons are kept sorted by it, an order that does not depend on blocks.
+    """
 
     geoms: np.ndarray
     classes: np.ndarray
     pixels: np.ndarray
     conf_sum: np.ndarray
+    anchor: np.ndarray
 
     def __len__(self) -> int:
         return len(self.geoms)
@@ -90,7 +95,7 @@ class Polygons:
         return self.conf_sum / np.maximum(self.pixels, 1) / 255.0
 
     def take(self, idx: np.ndarray) -> Polygons:
-        return Polygons(self.geoms[idx], self.classes[idx], self.pixels[idx], self.conf_sum[idx])
+        return Polygons(self.geoms[idx], self.classes[idx], self.pixels[idx], self.conf_sum[idx], self.anchor[idx])
 
 
 def label_regions(classes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -245,12 +250,14 @@ def merge_blocks(parts: dict[tuple[int, int], BlockPolygons]) -> Polygons:
     classes = np.concatenate([parts[k].classes for k in keys]) if keys else np.zeros(0, np.uint8)
     pixels = np.concatenate([parts[k].pixels for k in keys]) if keys else np.zeros(0, np.int64)
     conf = np.concatenate([parts[k].conf_sum for k in keys]) if keys else np.zeros(0, np.int64)
+    anchors = np.concatenate([parts[k].anchor for k in keys]) if keys else np.zeros(0, np.int64)
     order = np.argsort(roots, kind="stable")
     uniq, starts = np.unique(roots[order], return_index=True)
     out_geoms = np.empty(len(uniq), dtype=object)
     out_classes = classes[uniq]
     out_pixels = np.add.reduceat(pixels[order], starts) if total else pixels
     out_conf = np.add.reduceat(conf[order], starts) if total else conf
+    out_anchor = np.minimum.reduceat(anchors[order], starts) if total else anchors
     bounds = [*starts.tolist(), total]
     merged = 0
     for g, (s, e) in enumerate(itertools.pairwise(bounds)):
@@ -260,7 +267,9 @@ def merge_blocks(parts: dict[tuple[int, int], BlockPolygons]) -> Polygons:
             merged += 1
             out_geoms[g] = _dissolve_seam_pieces(geoms[order[s:e]])
     log.debug("merged %d regions cut by block edges from %d pieces", merged, total)
-    return Polygons(out_geoms, out_classes, out_pixels, out_conf)
+    # Canonical form and order: what follows (coverage simplification, the file) must not see the blocks.
+    canon = np.argsort(out_anchor, kind="stable")
+    return Polygons(shapely.normalize(out_geoms), out_classes, out_pixels, out_conf, out_anchor).take(canon)
 
 
 def sieve(parts: dict[tuple[int, int], BlockPolygons], min_pixels: float) -> dict[tuple[int, int], np.ndarray]:
@@ -481,7 +490,7 @@ def simplify(polys: Polygons, tolerance: float) -> Polygons:
         return polys
     # Edges along nodata and the scene border stay exact, so no polygon reaches into nodata.
     geoms = shapely.coverage_simplify(polys.geoms, tolerance, simplify_boundary=False)
-    return Polygons(geoms, polys.classes, polys.pixels, polys.conf_sum)
+    return Polygons(geoms, polys.classes, polys.pixels, polys.conf_sum, polys.anchor)
 
 
 def absorb_small(polys: Polygons, min_pixels: float) -> Polygons:
@@ -516,4 +525,4 @@ def absorb_small(polys: Polygons, min_pixels: float) -> Polygons:
         alive[i] = False
         uf.parent[i] = j
     keep = np.flatnonzero(alive)
-    return Polygons(geoms[keep], polys.classes[keep], pixels[keep], conf[keep])
+    return Polygons(geoms[keep], polys.classes[keep], pixels[keep], conf[keep], polys.anchor[keep])

@@ -50,6 +50,7 @@ def main(verbose: int) -> None:
     \b
     geoseg run scene.tif --model model.pt      scene -> classes COG + land-cover GeoPackage
     geoseg info scene.tif|model.pt             what a scene or a model holds
+    geoseg vectorize scene.classes.tif         class raster -> land-cover GeoPackage
     geoseg model init -o model.pt              a new (untrained) model checkpoint
     """
     _setup_logging(verbose)
@@ -58,7 +59,9 @@ def main(verbose: int) -> None:
 from . import info as _info  # noqa: E402
 from . import model as _model  # noqa: E402
 from . import run as _run  # noqa: E402
+from . import vectorize as _vectorize  # noqa: E402
 
 main.add_command(_run.run)
 main.add_command(_info.info)
 main.add_command(_model.model)
+main.add_command(_vectorize.vectorize)
