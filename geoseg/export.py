@@ -211,8 +211,9 @@ def embed_qgis_style(path: str | os.PathLike[str], layer: str, classes: ClassTab
     """Store a default QGIS style for `layer` in the GeoPackage's ``layer_styles`` table.
 
     QGIS applies it when the layer is opened. Written with sqlite3 after GDAL
-    has closed the file; ``f_table_schema`` must be '' and
-    ``f_geometry_column`` the layer's real geometry column, or QGIS ignores it.
+    has closed the file; ``f_table_schema`` must be '', ``f_geometry_column``
+    the layer's real geometry column, and the table registered in
+    ``gpkg_contents``, or QGIS 3.22 ignores it.
     """
     with contextlib.closing(sqlite3.connect(path)) as db, db:
         row = db.execute("SELECT column_name FROM gpkg_geometry_columns WHERE table_name = ?", (layer,)).fetchone()
@@ -224,6 +225,11 @@ def embed_qgis_style(path: str | os.PathLike[str], layer: str, classes: ClassTab
             "INSERT INTO layer_styles (f_table_catalog, f_table_schema, f_table_name, f_geometry_column, styleName,"
             " styleQML, styleSLD, useAsDefault, description, owner, ui) VALUES ('', '', ?, ?, ?, ?, '', 1, ?, '', '')",
             (layer, row[0], f"{layer} (geoseg)", _vector_qml(classes), "land-cover classes, ISPRS colours"),
+        )
+        # GDAL 3.6 (so QGIS 3.22) reads layer_styles only when gpkg_contents lists it as an attributes table.
+        db.execute(
+            "INSERT OR IGNORE INTO gpkg_contents (table_name, data_type, identifier, description, last_change)"
+            " VALUES ('layer_styles', 'attributes', 'layer_styles', '', strftime('%Y-%m-%dT%H:%M:%fZ', 'now'))"
         )
 
 
