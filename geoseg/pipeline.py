@@ -14,6 +14,7 @@ open datasets or models; each worker process loads the model once.
 from __future__ import annotations
 
 import contextlib
+import functools
 import logging
 import os
 import platform
@@ -26,12 +27,11 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
-import dask
 import numpy as np
-from dask.callbacks import Callback
 
 from . import __version__
-from .classes import ISPRS, NODATA, ClassTable
+from ._parallel import BlockPool
+from .classes import ISPRS, ClassTable
 from .config import RunConfig
 from .errors import ConfigError, GeosegIOError, OutputExistsError, SceneError
 from .raster import SceneInfo, file_checksum, has_valid_pixels, open_scene, read_window, select_bands
@@ -46,6 +46,7 @@ from .vectorize import (
     measure,
     merge_blocks,
     polygonize_block,
+    raster_block_polygons,
     sieve,
     simplify,
     to_crs,
@@ -165,16 +166,17 @@ def vectorize_block(
 _STAGES = {"stitch": "segment", "regions": "clean", "vectorize": "vectorize"}
 
 
-class _Progress(Callback):
+class _Progress:
     """Count finished tasks per stage for a local Dask scheduler."""
 
     def __init__(self, totals: dict[str, int], report: ProgressCallback | None) -> None:
-        super().__init__()
         self.totals, self.report = totals, report
         self.done: Counter[str] = Counter()
 
-    def _posttask(self, key: Any, result: Any, dsk: Any, state: Any, worker_id: Any) -> None:
-        self.step(key)
+    def callback(self) -> Any:
+        from dask.callbacks import Callback
+
+        return Callback(posttask=lambda key, *_: self.step(key))
 
     def step(self, key: Any) -> None:
         name = key[0] if isinstance(key, tuple) else str(key)
@@ -226,7 +228,9 @@ class _Runner:
         kwargs: dict[str, Any] = {"scheduler": self.cfg.scheduler}
         if self.cfg.workers and self.cfg.scheduler in ("threads", "processes"):
             kwargs["num_workers"] = self.cfg.workers
-        with counter:
+        import dask
+
+        with counter.callback():
             return list(dask.compute(*outputs, **kwargs))
 
 
@@ -567,6 +571,8 @@ def _vector_stage(
                 found[r.value.index] = r.value
         return found
 
+    import dask
+
     t0 = time.perf_counter()
     min_pixels = cleaning.min_pixels
     outputs, totals = _graph(job, store, regions_only=min_pixels > 0)
@@ -606,6 +612,8 @@ def _graph(job: Job, store: WorkStore, *, regions_only: bool = False) -> tuple[l
     With ``regions_only`` the last stage gathers region statistics for the
     sieve instead of polygons.
     """
+    import dask
+
     plan = job.plan
     done = store.done_blocks()
     todo = [b.index for b in plan.blocks() if b.index not in done]
@@ -690,7 +698,6 @@ def vectorize_raster(
     min_area: float | None = None,
     simplify: float | None = None,
     chunk: int = 2048,
-    scheduler: str = "threads",
     workers: int | None = None,
     overwrite: bool = False,
     classes: ClassTable = ISPRS,
@@ -698,10 +705,12 @@ def vectorize_raster(
 ) -> VectorizeResult:
     """Polygonise an existing class raster (uint8 class ids, 255 = nodata) into a styled GeoPackage.
 
-    The same block-parallel vectorisation, exact seam merge and cleaning as
-    :func:`run`, for re-cleaning a map or vectorising one made elsewhere.
-    `out` defaults to ``<stem>.landcover.gpkg`` beside the raster (a
-    ``.classes`` suffix of the stem is dropped).
+    The same block polygonisation, exact seam merge and cleaning as :func:`run`,
+    for re-cleaning a map or vectorising one made elsewhere. Blocks are read
+    straight from the raster and polygonised in `workers` processes (default:
+    one per core), this one included. `out` defaults to
+    ``<stem>.landcover.gpkg`` beside the raster (a ``.classes`` suffix of the
+    stem is dropped).
 
     Raises
     ------
@@ -725,59 +734,49 @@ def vectorize_raster(
     _check_outdir(out_path.parent.resolve())
     if out_path.exists() and not overwrite:
         raise OutputExistsError(f"{out_path} already exists; pass --overwrite to replace it")
-    cfg = RunConfig.build(scene=src, model=src, chunk=chunk, scheduler=scheduler, workers=workers)
-    grid = TileGrid(info.height, info.width, tile=max(32, min(cfg.chunk, 1 << 14)), overlap=0)
-    plan = BlockPlan(grid, 1)
-    store_path = out_path.with_name(f".{out_path.stem}.vectorize-{os.getpid()}.zarr")
-    store, _ = WorkStore.prepare(store_path, plan, {"vectorize": str(src)}, overwrite=True)
+    if chunk < 32:
+        raise ConfigError(f"chunk must be at least 32 pixels, got {chunk}")
+    plan = BlockPlan(TileGrid(info.height, info.width, tile=chunk, overlap=0), 1)
+    indices = [b.index for b in plan.blocks()]
+    pixel_m = float(np.sqrt(info.pixel_size_m[0] * info.pixel_size_m[1]))
+    cleaning = Cleaning.resolve(min_area, simplify, pixel_m)
+    n_workers = max(1, min(workers or os.cpu_count() or 1, len(indices)))
+
+    def reporter(stage: str) -> Callable[[int], None] | None:
+        return (lambda done: progress(stage, done, len(indices))) if progress else None
+
+    pool = BlockPool(n_workers)
     try:
         t0 = time.perf_counter()
-        for block in plan.blocks():
-            r = block.core
-            data, valid = read_window(info.path, r.row0, r.col0, r.height, r.width, (1,))
-            cls = np.where(valid, data[0], NODATA).astype(np.uint8)
-            bad = (cls != NODATA) & (cls >= len(classes))
-            if bad.any():
-                raise SceneError(
-                    f"{src.name} holds value {int(cls[bad].max())}, which is no class id (0..{len(classes) - 1}) "
-                    f"and not nodata ({NODATA})"
-                )
-            store.write_block(block, cls, np.zeros_like(cls))
-        timings["load"] = time.perf_counter() - t0
-        pixel_m = float(np.sqrt(info.pixel_size_m[0] * info.pixel_size_m[1]))
-        cleaning = Cleaning.resolve(min_area, simplify, pixel_m)
-        job = Job(
-            scene=info.path,
-            bands=(1,),
-            fill=(0.0,),
-            plan=plan,
-            checkpoint="",
-            device="cpu",
-            batch=None,
-            threads=1,
-            parallel=1,
-            store=str(store.path),
-            num_classes=len(classes),
+        luts = None
+        if cleaning.min_pixels > 0:
+            regions = pool.map(
+                functools.partial(raster_block_polygons, info.path, plan, len(classes), True, None),
+                indices,
+                reporter("clean"),
+            )
+            luts = sieve(dict(zip(indices, regions, strict=True)), cleaning.min_pixels)
+        parts = pool.map(
+            functools.partial(raster_block_polygons, info.path, plan, len(classes), False, luts),
+            indices,
+            reporter("vectorize"),
         )
-        stage_seconds: Counter[str] = Counter()
-        with _Runner(cfg) as runner:
-            parts = _vector_stage(runner, job, store, cleaning, progress, stage_seconds, timings)
-        timings["vectorize"] = timings.pop("vector_stage")
-        t0 = time.perf_counter()
-        polys, geoms, area, perimeter, _ = _finish_polygons(parts, cleaning, info)
-        timings["merge_and_measure"] = time.perf_counter() - t0
-        t0 = time.perf_counter()
-        frame = class_frame(geoms, polys.classes, classes, info.crs_wkt, area_m2=area, perimeter_m=perimeter)
-        row = {
-            "created": datetime.now(UTC).isoformat(timespec="seconds"),
-            "geoseg_version": __version__,
-            "scene": info.path,
-            "parameters": {"min_area_m2": cleaning.min_area_m2, "simplify_m": cleaning.simplify_m},
-        }
-        write_geopackage(frame, out_path, classes=classes, runs=row)
-        timings["export"] = time.perf_counter() - t0
+        timings["vectorize"] = time.perf_counter() - t0
     finally:
-        store.remove()
+        pool.close()
+    t0 = time.perf_counter()
+    polys, geoms, area, perimeter, _ = _finish_polygons(dict(zip(indices, parts, strict=True)), cleaning, info)
+    timings["merge_and_measure"] = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    frame = class_frame(geoms, polys.classes, classes, info.crs_wkt, area_m2=area, perimeter_m=perimeter)
+    row = {
+        "created": datetime.now(UTC).isoformat(timespec="seconds"),
+        "geoseg_version": __version__,
+        "scene": info.path,
+        "parameters": {"min_area_m2": cleaning.min_area_m2, "simplify_m": cleaning.simplify_m, "chunk": chunk},
+    }
+    write_geopackage(frame, out_path, classes=classes, runs=row)
+    timings["export"] = time.perf_counter() - t0
     timings["total"] = time.perf_counter() - t_start
     areas = {c.name: float(area[polys.classes == c.id].sum()) for c in classes}
     return VectorizeResult(out_path, len(polys), areas, timings, cleaning)

@@ -18,14 +18,16 @@ from __future__ import annotations
 import logging
 import shutil
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import zarr
 
 from .classes import NODATA
 from .errors import GeosegIOError
 from .tiling import Block, BlockPlan, Rect
+
+if TYPE_CHECKING:
+    import zarr
 
 __all__ = ["WorkStore"]
 
@@ -58,6 +60,8 @@ class WorkStore:
         GeosegIOError
             `path` exists but is not a geoseg store and `overwrite` is False.
         """
+        import zarr
+
         path = Path(path)
         if path.exists():
             try:
@@ -88,6 +92,8 @@ class WorkStore:
 
     # -- arrays -----------------------------------------------------------------------------
     def _array(self, name: str, mode: str = "r") -> zarr.Array:
+        import zarr
+
         return zarr.open_array(str(self.path / name), mode=mode)
 
     @property
@@ -108,6 +114,8 @@ class WorkStore:
 
     def ensure(self, name: str, *, like: str = "classes") -> None:
         """Create array `name` shaped and chunked like `like` (emptied if it exists)."""
+        import zarr
+
         src = self._array(like)
         group = zarr.open_group(str(self.path), mode="r+")
         group.create_array(

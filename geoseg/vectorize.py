@@ -20,6 +20,7 @@ import itertools
 import logging
 import math
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import rasterio.features
@@ -29,7 +30,9 @@ from pyproj import CRS, Geod, Proj, Transformer
 from scipy import ndimage
 
 from .classes import NODATA
-from .tiling import Rect
+from .errors import SceneError
+from .raster import read_window
+from .tiling import BlockPlan, Rect
 
 __all__ = [
     "BlockPolygons",
@@ -38,6 +41,7 @@ __all__ = [
     "measure",
     "merge_blocks",
     "polygonize_block",
+    "raster_block_polygons",
     "sieve",
     "simplify",
     "to_crs",
@@ -67,9 +71,28 @@ class BlockPolygons:
     edges: dict[str, np.ndarray]
     anchor: np.ndarray
     adjacency: np.ndarray | None = None
+    #: Coordinates, ring offsets and polygon offsets of ``geoms`` when known: between processes
+    #: the polygons travel as these arrays and are rebuilt in one call.
+    ragged: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None
 
     def __len__(self) -> int:
         return len(self.classes)
+
+    def __getstate__(self) -> dict[str, object]:
+        state = dict(self.__dict__)
+        if self.ragged is not None:
+            state["geoms"] = None
+        return state
+
+    def __setstate__(self, state: dict[str, object]) -> None:
+        self.__dict__.update(state)
+        if self.geoms is None and self.ragged is not None:
+            xy, ring_off, poly_off = self.ragged
+            self.geoms = (
+                shapely.from_ragged_array(shapely.GeometryType.POLYGON, xy, (ring_off, poly_off))
+                if len(poly_off) > 1
+                else np.empty(0, dtype=object)
+            )
 
 
 @dataclass
@@ -121,9 +144,81 @@ def label_regions(classes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return labels, (np.concatenate(region_class) if region_class else np.zeros(0, np.uint8))
 
 
-def _polygon(geojson: dict) -> shapely.Polygon:
-    rings = geojson["coordinates"]
-    return shapely.Polygon(rings[0], rings[1:])
+def _shapes(
+    raster: np.ndarray, mask: np.ndarray, core: Rect
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """``rasterio.features.shapes`` built into shapely polygons in one vectorised call.
+
+    Returns the polygons (global pixel coordinates), their raster values, and
+    the ragged layout: coordinates ``(n, 2)``, ring offsets, polygon offsets.
+    """
+    transform = Affine.translation(core.col0, core.row0)
+    values: list[float] = []
+    ring_sizes: list[int] = []
+    poly_rings: list[int] = []
+    coords: list[tuple[float, float]] = []
+    for geom, value in rasterio.features.shapes(raster, mask=mask, connectivity=4, transform=transform):
+        rings = geom["coordinates"]
+        values.append(value)
+        poly_rings.append(len(rings))
+        for ring in rings:
+            ring_sizes.append(len(ring))
+            coords.extend(ring)
+    xy = np.asarray(coords, dtype=np.float64).reshape(-1, 2)
+    ring_off = np.concatenate([[0], np.cumsum(ring_sizes)]).astype(np.int64)
+    poly_off = np.concatenate([[0], np.cumsum(poly_rings)]).astype(np.int64)
+    geoms = (
+        shapely.from_ragged_array(shapely.GeometryType.POLYGON, xy, (ring_off, poly_off))
+        if values
+        else np.empty(0, dtype=object)
+    )
+    return geoms, np.asarray(values), xy, ring_off, poly_off
+
+
+def _edges_from_rings(xy: np.ndarray, ring_off: np.ndarray, poly_off: np.ndarray, core: Rect) -> dict[str, np.ndarray]:
+    """Polygon number (1-based, 0 = none) of every pixel along the core's edges, from the outer rings.
+
+    A hole never reaches a block edge, so the outer rings' segments lying on
+    the edge lines say which polygon each edge pixel belongs to.
+    """
+    h, w = core.height, core.width
+    edges = {
+        "top": np.zeros(w, np.int32),
+        "bottom": np.zeros(w, np.int32),
+        "left": np.zeros(h, np.int32),
+        "right": np.zeros(h, np.int32),
+    }
+    n_rings = len(ring_off) - 1
+    if n_rings == 0:
+        return edges
+    ring_of = np.repeat(np.arange(n_rings), np.diff(ring_off))
+    poly_of_ring = np.repeat(np.arange(len(poly_off) - 1), np.diff(poly_off))
+    outer = np.zeros(n_rings, dtype=bool)
+    outer[poly_off[:-1]] = True
+    same = (ring_of[:-1] == ring_of[1:]) & outer[ring_of[:-1]]
+    x0, y0, x1, y1 = xy[:-1, 0], xy[:-1, 1], xy[1:, 0], xy[1:, 1]
+    pid = poly_of_ring[ring_of[:-1]] + 1
+    for name, on_line, lo, hi, origin in (
+        ("left", same & (x0 == core.col0) & (x1 == core.col0), y0, y1, core.row0),
+        ("right", same & (x0 == core.col1) & (x1 == core.col1), y0, y1, core.row0),
+        ("top", same & (y0 == core.row0) & (y1 == core.row0), x0, x1, core.col0),
+        ("bottom", same & (y0 == core.row1) & (y1 == core.row1), x0, x1, core.col0),
+    ):
+        for i in np.flatnonzero(on_line):
+            a, b = sorted((int(lo[i]) - origin, int(hi[i]) - origin))
+            edges[name][a:b] = pid[i]
+    return edges
+
+
+def _anchors_from_rings(xy: np.ndarray, ring_off: np.ndarray, poly_off: np.ndarray) -> np.ndarray:
+    """Each polygon's first pixel in raster order (``row << 32 | col``): its top-most, then left-most vertex."""
+    if len(poly_off) < 2:
+        return np.zeros(0, np.int64)
+    starts = ring_off[poly_off[:-1]]
+    ymin = np.minimum.reduceat(xy[:, 1], starts)
+    per_coord = np.repeat(ymin, np.diff(np.append(starts, len(xy))))
+    xmin = np.minimum.reduceat(np.where(xy[:, 1] == per_coord, xy[:, 0], np.inf), starts)
+    return ymin.astype(np.int64) << 32 | xmin.astype(np.int64)
 
 
 def polygonize_block(
@@ -139,7 +234,9 @@ def polygonize_block(
 
     With ``geometry=False`` only the regions' statistics and edge labels are
     computed; ``adjacency=True`` adds the shared edge length (in pixel edges)
-    of every pair of touching regions, for :func:`sieve`.
+    of every pair of touching regions, for :func:`sieve`. Without confidence
+    or adjacency, regions are taken straight from the polygons (no labelling
+    pass).
 
     Examples
     --------
@@ -148,13 +245,27 @@ def polygonize_block(
     >>> len(bp), bp.pixels.tolist(), bp.geoms[0].bounds
     (2, [3, 3], (20.0, 10.0, 22.0, 12.0))
     """
+    if geometry and confidence is None and not adjacency:
+        geoms, values, xy, ring_off, poly_off = _shapes(classes, classes != NODATA, core)
+        return BlockPolygons(
+            index,
+            core,
+            geoms,
+            values.astype(np.uint8),
+            np.rint(shapely.area(geoms)).astype(np.int64),
+            np.zeros(len(geoms), np.int64),
+            _edges_from_rings(xy, ring_off, poly_off, core),
+            _anchors_from_rings(xy, ring_off, poly_off),
+            ragged=(xy, ring_off, poly_off),
+        )
     labels, region_class = label_regions(classes)
     n = len(region_class)
-    geoms = np.empty(n, dtype=object) if geometry else None
-    if n and geoms is not None:
-        transform = Affine.translation(core.col0, core.row0)
-        for geom, value in rasterio.features.shapes(labels, mask=labels > 0, connectivity=4, transform=transform):
-            geoms[int(value) - 1] = _polygon(geom)
+    region_geoms: np.ndarray | None = None
+    if geometry:
+        region_geoms = np.empty(n, dtype=object)
+        if n:
+            shapes_, label_values, *_ = _shapes(labels, labels > 0, core)
+            region_geoms[label_values.astype(np.int64) - 1] = shapes_
     flat = labels.ravel()
     pixels = np.bincount(flat, minlength=n + 1)[1:].astype(np.int64)
     conf_sum = (
@@ -173,7 +284,7 @@ def polygonize_block(
     rows, cols = np.divmod(first.astype(np.int64), classes.shape[1])
     anchor = (rows + core.row0) << 32 | (cols + core.col0)
     adj = region_adjacency(labels) if adjacency else None
-    return BlockPolygons(index, core, geoms, region_class, pixels, conf_sum, edges, anchor, adj)
+    return BlockPolygons(index, core, region_geoms, region_class, pixels, conf_sum, edges, anchor, adj)
 
 
 def region_adjacency(labels: np.ndarray) -> np.ndarray:
@@ -267,9 +378,9 @@ def merge_blocks(parts: dict[tuple[int, int], BlockPolygons]) -> Polygons:
             merged += 1
             out_geoms[g] = _dissolve_seam_pieces(geoms[order[s:e]])
     log.debug("merged %d regions cut by block edges from %d pieces", merged, total)
-    # Canonical form and order: what follows (coverage simplification, the file) must not see the blocks.
+    # Canonical order: what follows (coverage simplification, the file) must not see the blocks.
     canon = np.argsort(out_anchor, kind="stable")
-    return Polygons(shapely.normalize(out_geoms), out_classes, out_pixels, out_conf, out_anchor).take(canon)
+    return Polygons(out_geoms, out_classes, out_pixels, out_conf, out_anchor).take(canon)
 
 
 def sieve(parts: dict[tuple[int, int], BlockPolygons], min_pixels: float) -> dict[tuple[int, int], np.ndarray]:
@@ -385,10 +496,19 @@ def _dissolve_seam_pieces(pieces: np.ndarray) -> shapely.Geometry:
     shells = shapely.polygons(shapely.get_exterior_ring(pieces))
     merged = shapely.union_all(shells)
     if isinstance(merged, shapely.Polygon):
-        holes = [np.asarray(r.coords) for p in pieces for r in p.interiors]
+        piece_holes = [r for p in pieces for r in p.interiors]
+        holes = [np.asarray(r.coords) for r in piece_holes]
         rings = [_ring_corners(np.asarray(r.coords)) for r in merged.interiors]
         geom = shapely.Polygon(_ring_corners(np.asarray(merged.exterior.coords)), rings + holes)
-        if geom.is_valid:
+        # The pieces' holes lie strictly inside them and keep their relations to the pieces' rings; only
+        # holes the union itself made can meet them. Check just those rings together, not the whole polygon.
+        if not rings or not holes:
+            return geom
+        touching = shapely.STRtree(piece_holes).query(list(merged.interiors), predicate="intersects")[1]
+        if len(touching) == 0:
+            return geom
+        probe = shapely.Polygon(geom.exterior, rings + [holes[int(i)] for i in np.unique(touching)])
+        if probe.is_valid:
             return geom
     return _dissolve(pieces)
 
@@ -488,8 +608,9 @@ def simplify(polys: Polygons, tolerance: float) -> Polygons:
     """
     if tolerance <= 0 or len(polys) == 0:
         return polys
-    # Edges along nodata and the scene border stay exact, so no polygon reaches into nodata.
-    geoms = shapely.coverage_simplify(polys.geoms, tolerance, simplify_boundary=False)
+    # Edges along nodata and the scene border stay exact, so no polygon reaches into nodata. The result
+    # depends on ring start points, so rings start at their canonical vertex first (normal form).
+    geoms = shapely.coverage_simplify(shapely.normalize(polys.geoms), tolerance, simplify_boundary=False)
     return Polygons(geoms, polys.classes, polys.pixels, polys.conf_sum, polys.anchor)
 
 
@@ -526,3 +647,28 @@ def absorb_small(polys: Polygons, min_pixels: float) -> Polygons:
         uf.parent[i] = j
     keep = np.flatnonzero(alive)
     return Polygons(geoms[keep], polys.classes[keep], pixels[keep], conf[keep], polys.anchor[keep])
+
+
+def raster_block_polygons(
+    path: str,
+    plan: BlockPlan,
+    num_classes: int,
+    regions_only: bool,
+    luts: dict[tuple[int, int], np.ndarray] | None,
+    index: tuple[int, int],
+) -> BlockPolygons:
+    """One block of a class raster: region statistics (``regions_only``) or polygons (relabelled by `luts`)."""
+    core = plan.block(*index).core
+    data, valid = read_window(path, core.row0, core.col0, core.height, core.width, (1,))
+    cls = np.where(valid, data[0], NODATA).astype(np.uint8)
+    bad = (cls != NODATA) & (cls >= num_classes)
+    if bad.any():
+        raise SceneError(
+            f"{Path(path).name} holds value {int(cls[bad].max())}, which is no class id (0..{num_classes - 1}) "
+            f"and not nodata ({NODATA})"
+        )
+    if regions_only:
+        return polygonize_block(cls, None, core, index, geometry=False, adjacency=True)
+    if luts is not None:
+        cls = luts[index][label_regions(cls)[0]]
+    return polygonize_block(cls, None, core, index)

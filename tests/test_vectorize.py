@@ -127,3 +127,33 @@ def test_sieve_is_block_invariant_and_leaves_nothing_small(min_pixels):
         ring = ndimage.binary_dilation(labels == i + 1, structure=ndimage.generate_binary_structure(2, 1))
         assert set(np.unique(whole[ring & (labels != i + 1)]).tolist()) <= {NODATA}  # only islands in nodata
     assert len(region_class) < len(label_regions(cls)[1])
+
+
+@pytest.mark.parametrize("block", [17, 64])
+def test_fast_path_without_labels_matches_the_labelled_path(block):
+    """polygonize_block without confidence skips labelling; both must describe the same regions."""
+    cls = class_raster(150, 131, seed=7)
+    h, w = cls.shape
+    fast, slow = {}, {}
+    for by in range((h + block - 1) // block):
+        for bx in range((w + block - 1) // block):
+            r = Rect(by * block, bx * block, min((by + 1) * block, h), min((bx + 1) * block, w))
+            f = polygonize_block(cls[r.slices()], None, r, (by, bx))
+            s = polygonize_block(cls[r.slices()], np.zeros_like(cls[r.slices()]), r, (by, bx))
+            order = np.argsort(f.anchor)
+            sorder = np.argsort(s.anchor)
+            np.testing.assert_array_equal(f.anchor[order], s.anchor[sorder])
+            np.testing.assert_array_equal(f.classes[order], s.classes[sorder])
+            np.testing.assert_array_equal(f.pixels[order], s.pixels[sorder])
+            assert shapely.equals(f.geoms[order], s.geoms[sorder]).all()
+            # edge labels name the same regions (numbering differs between the two paths)
+            rank_f = np.zeros(len(f) + 1, int)
+            rank_f[order + 1] = np.arange(1, len(f) + 1)
+            rank_s = np.zeros(len(s) + 1, int)
+            rank_s[sorder + 1] = np.arange(1, len(s) + 1)
+            for side in ("top", "bottom", "left", "right"):
+                np.testing.assert_array_equal(rank_f[f.edges[side]], rank_s[s.edges[side]])
+            fast[(by, bx)], slow[(by, bx)] = f, s
+    a, b = merge_blocks(fast), merge_blocks(slow)
+    np.testing.assert_array_equal(a.anchor, b.anchor)
+    assert shapely.equals(a.geoms, b.geoms).all()

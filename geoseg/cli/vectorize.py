@@ -29,8 +29,7 @@ import click
     help="Simplify boundaries by this many metres [default: one pixel; 0 = exact pixel edges].",
 )
 @click.option("--chunk", type=int, default=2048, show_default=True, help="Block size in pixels.")
-@click.option("--scheduler", default="threads", show_default=True, help="threads, processes, local:N or tcp://…")
-@click.option("--workers", type=int, default=None, help="Dask workers [default: one per core].")
+@click.option("--workers", type=int, default=None, help="Processes polygonising blocks [default: one per core].")
 @click.option("--overwrite", is_flag=True, help="Replace an existing output.")
 @click.option("-q", "--quiet", is_flag=True, help="No progress bar or summary.")
 def vectorize(
@@ -39,7 +38,6 @@ def vectorize(
     min_area: float | None,
     simplify: float | None,
     chunk: int,
-    scheduler: str,
     workers: int | None,
     overwrite: bool,
     quiet: bool,
@@ -62,7 +60,6 @@ def vectorize(
             min_area=min_area,
             simplify=simplify,
             chunk=chunk,
-            scheduler=scheduler,
             workers=workers,
             overwrite=overwrite,
         )
@@ -74,7 +71,6 @@ def vectorize(
             min_area=min_area,
             simplify=simplify,
             chunk=chunk,
-            scheduler=scheduler,
             workers=workers,
             overwrite=overwrite,
             progress=bar.update,
