@@ -42,6 +42,7 @@ class RunConfig(BaseModel):
     workers: int | None = Field(default=None, ge=1)
     keep_intermediate: bool = False
     confidence: bool = False
+    preview: bool = False
 
     @field_validator("tile")
     @classmethod

@@ -268,6 +268,7 @@ def output_paths(scene: Path, outdir: Path) -> dict[str, Path]:
         "landcover": outdir / f"{stem}.landcover.gpkg",
         "confidence": outdir / f"{stem}.confidence.tif",
         "report": outdir / f"{stem}.run.json",
+        "preview": outdir / f"{stem}.preview.png",
         "store": outdir / f"{stem}.zarr",
     }
 
@@ -351,7 +352,7 @@ def run(cfg: RunConfig, *, progress: ProgressCallback | None = None) -> RunResul
     outdir = (cfg.outdir or scene_path.parent).resolve()
     paths = output_paths(scene_path, outdir)
     _check_outdir(outdir)
-    wanted = ["classes", "landcover", "report"] + (["confidence"] if cfg.confidence else [])
+    wanted = ["classes", "landcover", "report"] + [k for k in ("confidence", "preview") if getattr(cfg, k)]
     existing = [paths[k].name for k in wanted if paths[k].exists()]
     if existing and not cfg.overwrite:
         raise OutputExistsError(f"{', '.join(existing)} already exist(s) in {outdir}; pass --overwrite to replace")
@@ -677,6 +678,10 @@ def _export(
     written["classes"] = write_class_cog(store, plan, info, paths["classes"], classes, array=source)
     if cfg.confidence:
         written["confidence"] = write_class_cog(store, plan, info, paths["confidence"], classes, array="confidence")
+    if cfg.preview:
+        from .export import write_preview
+
+        written["preview"] = write_preview(info, written["classes"], paths["preview"], classes)
     return written
 
 

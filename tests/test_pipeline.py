@@ -277,3 +277,25 @@ def test_local_process_cluster_gives_the_same_bytes(tmp_path, fcn_model):
     a = run(RunConfig(outdir=tmp_path / "a", **kw))
     b = run(RunConfig(outdir=tmp_path / "b", scheduler="local:2", **kw))
     assert sha256(a.outputs["classes"]) == sha256(b.outputs["classes"])
+
+
+def test_preview_png_shows_scene_overlay_and_legend(tmp_path, fcn_model):
+    from PIL import Image
+
+    path = tmp_path / "p.tif"
+    write_scene(SceneSpec(width=1000, height=600, pixel_size=0.1, seed=2, nodata=0), path)
+    res = run(RunConfig(scene=path, model=fcn_model, outdir=tmp_path, tile=256, overlap=32, preview=True))
+    img = np.asarray(Image.open(res.outputs["preview"]).convert("RGB"))
+    h, w = 480, 800  # the scene scaled to at most 800 px per panel
+    assert img.shape[1] == 2 * w + 30 and img.shape[0] > h + 40
+    left, right = img[10 : 10 + h, 10 : 10 + w], img[10 : 10 + h, 20 + w : 20 + 2 * w]
+    with rasterio.open(res.outputs["classes"]) as ds:
+        known = ds.read(1, out_shape=(h, w)) != NODATA
+    assert 0 < known.mean() < 1  # the scene has a nodata part
+    # the right panel blends class colours over the scene; the left one is the scene alone
+    assert np.abs(right[known].astype(int) - left[known].astype(int)).mean() > 10
+    np.testing.assert_array_equal(right[~known], left[~known])
+    legend = img[10 + h :]
+    for c in res.report["classes"]:  # a swatch of every class colour in the legend
+        rgb = [int(c["color"][i : i + 2], 16) for i in (1, 3, 5)]
+        assert (legend == rgb).all(-1).sum() > 100, c["name"]

@@ -60,6 +60,7 @@ from ..errors import ConfigError
 )
 @click.option("--workers", type=int, default=None, help="Dask workers [default: one per core].")
 @click.option("--confidence", is_flag=True, help="Also write <stem>.confidence.tif (0-255).")
+@click.option("--preview", is_flag=True, help="Also write <stem>.preview.png: scene, class overlay, legend.")
 @click.option("--keep-intermediate", is_flag=True, help="Keep the <stem>.zarr working store after success.")
 @click.option("--overwrite", is_flag=True, help="Replace existing outputs.")
 @click.option("-q", "--quiet", is_flag=True, help="No progress bar or summary.")
@@ -78,6 +79,7 @@ def run(
     scheduler: str,
     workers: int | None,
     confidence: bool,
+    preview: bool,
     keep_intermediate: bool,
     overwrite: bool,
     quiet: bool,
@@ -109,6 +111,7 @@ def run(
             workers=workers,
             keep_intermediate=keep_intermediate,
             confidence=confidence,
+            preview=preview,
         )
     except ConfigError as exc:
         raise click.UsageError(str(exc)) from None
