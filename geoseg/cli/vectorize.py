@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
+
+if TYPE_CHECKING:
+    from ..pipeline import VectorizeResult
 
 
 @click.command()
@@ -53,8 +58,8 @@ def vectorize(
     from ..pipeline import vectorize_raster
     from ._progress import RunProgress
 
-    if quiet:
-        res = vectorize_raster(
+    def go(progress: Callable[[str, int, int], None] | None = None) -> VectorizeResult:
+        return vectorize_raster(
             classes,
             output,
             min_area=min_area,
@@ -62,19 +67,14 @@ def vectorize(
             chunk=chunk,
             workers=workers,
             overwrite=overwrite,
+            progress=progress,
         )
+
+    if quiet:
+        go()
         return
     with RunProgress(classes.name) as bar:
-        res = vectorize_raster(
-            classes,
-            output,
-            min_area=min_area,
-            simplify=simplify,
-            chunk=chunk,
-            workers=workers,
-            overwrite=overwrite,
-            progress=bar.update,
-        )
+        res = go(bar.update)
     Console(stderr=True).print(
         f"{res.n_polygons:,} polygons in {res.timings['total']:.1f} s "
         f"(minimum mapping unit {res.cleaning.min_area_m2:g} m², simplify {res.cleaning.simplify_m:g} m) -> {res.path}"
