@@ -42,7 +42,7 @@ from .vectorize import (
     BlockPolygons,
     Polygons,
     absorb_small,
-    label_regions,
+    apply_sieve,
     measure,
     merge_blocks,
     polygonize_block,
@@ -153,7 +153,7 @@ def vectorize_block(
         regions = polygonize_block(cls, None, core, (by, bx), geometry=False, adjacency=True)
         return Timed(regions, {"regions": time.perf_counter() - t0})
     if lut is not None:
-        cls = lut[label_regions(cls)[0]]
+        cls = apply_sieve(cls, lut)
         store.write(core, cls, "cleaned")
     conf = store.read(core, "confidence")
     polys = polygonize_block(cls, conf, core, (by, bx))
@@ -378,13 +378,13 @@ def run(cfg: RunConfig, *, progress: ProgressCallback | None = None) -> RunResul
     # bits of a convolution depend on its thread count, so fixing it makes the
     # result independent of scheduler and worker count.
     threads = 1
+    # Concurrent forward passes per process: the cores this process is given.
     cores = os.cpu_count() or 1
-    if cfg.scheduler == "threads":
-        parallel = cfg.workers or cores
-    elif cfg.scheduler == "processes":
-        parallel = max(1, cores // (cfg.workers or cores))
-    else:  # synchronous, or cluster workers with one thread each
-        parallel = 1 if cfg.scheduler != "synchronous" else cores
+    parallel = {
+        "threads": cfg.workers or cores,
+        "synchronous": cores,
+        "processes": max(1, cores // (cfg.workers or cores)),
+    }.get(cfg.scheduler, 1)  # cluster workers run one thread each
     job = Job(
         scene=info.path,
         bands=bands,
@@ -398,10 +398,8 @@ def run(cfg: RunConfig, *, progress: ProgressCallback | None = None) -> RunResul
         store=str(store.path),
         num_classes=spec.num_classes,
     )
-    pixel_m = float(np.sqrt(info.pixel_size_m[0] * info.pixel_size_m[1]))
-    cleaning = Cleaning.resolve(cfg.min_area, cfg.simplify, pixel_m)
+    cleaning = Cleaning.resolve(cfg.min_area, cfg.simplify, info.mean_pixel_m)
     stage_seconds: Counter[str] = Counter()
-    t0 = time.perf_counter()
     with _Runner(cfg) as runner:
         parts = _vector_stage(runner, job, store, cleaning, progress, stage_seconds, timings)
     timings["segment_and_vectorize"] = timings.pop("vector_stage")
@@ -743,8 +741,7 @@ def vectorize_raster(
         raise ConfigError(f"chunk must be at least 32 pixels, got {chunk}")
     plan = BlockPlan(TileGrid(info.height, info.width, tile=chunk, overlap=0), 1)
     indices = [b.index for b in plan.blocks()]
-    pixel_m = float(np.sqrt(info.pixel_size_m[0] * info.pixel_size_m[1]))
-    cleaning = Cleaning.resolve(min_area, simplify, pixel_m)
+    cleaning = Cleaning.resolve(min_area, simplify, info.mean_pixel_m)
     n_workers = max(1, min(workers or os.cpu_count() or 1, len(indices)))
 
     def reporter(stage: str) -> Callable[[int], None] | None:

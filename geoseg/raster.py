@@ -105,6 +105,11 @@ class SceneInfo:
         return (self.height, self.width)
 
     @property
+    def mean_pixel_m(self) -> float:
+        """Geometric mean of the pixel's ground width and height, in metres."""
+        return math.sqrt(self.pixel_size_m[0] * self.pixel_size_m[1])
+
+    @property
     def data_bands(self) -> tuple[int, ...]:
         """1-based indexes of all bands except alpha bands."""
         return tuple(b for b in range(1, self.count + 1) if b not in self.alpha_bands)

@@ -38,6 +38,7 @@ __all__ = [
     "BlockPolygons",
     "Polygons",
     "absorb_small",
+    "apply_sieve",
     "measure",
     "merge_blocks",
     "polygonize_block",
@@ -391,7 +392,7 @@ def sieve(parts: dict[tuple[int, int], BlockPolygons], min_pixels: float) -> dic
     the larger neighbour, then the lower id); a region absorbing one also joins
     the absorbed region's other neighbours of its class, since they now touch.
     Regions with no neighbour (islands in nodata) stay. Relabelling each
-    block's regions with ``lut[labels]`` gives the cleaned class raster, which
+    block with :func:`apply_sieve` gives the cleaned class raster, which
     has no region below `min_pixels` other than such islands.
 
     `parts` must come from :func:`polygonize_block` with ``adjacency=True``.
@@ -471,6 +472,11 @@ def sieve(parts: dict[tuple[int, int], BlockPolygons], min_pixels: float) -> dic
         lut[1:] = final[region[offsets[k] : offsets[k] + len(parts[k])]]
         luts[k] = lut
     return luts
+
+
+def apply_sieve(classes: np.ndarray, lut: np.ndarray) -> np.ndarray:
+    """A block's cleaned classes: its regions relabelled with its lookup table from :func:`sieve`."""
+    return lut[label_regions(classes)[0]]
 
 
 def _dissolve(pieces: np.ndarray) -> shapely.Geometry:
@@ -670,5 +676,5 @@ def raster_block_polygons(
     if regions_only:
         return polygonize_block(cls, None, core, index, geometry=False, adjacency=True)
     if luts is not None:
-        cls = luts[index][label_regions(cls)[0]]
+        cls = apply_sieve(cls, luts[index])
     return polygonize_block(cls, None, core, index)

@@ -9,6 +9,7 @@ import click
 
 from ..config import RunConfig, parse_bands
 from ..errors import ConfigError
+from ._options import min_area_option, simplify_option
 
 
 @click.command()
@@ -38,20 +39,8 @@ from ..errors import ConfigError
 )
 @click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda or cuda:N.")
 @click.option("--bands", default=None, help="1-based scene bands in the model's order, e.g. 1,2,3.")
-@click.option(
-    "--simplify",
-    type=float,
-    default=None,
-    help="Simplify polygon boundaries by this many metres, keeping shared edges shared "
-    "[default: one pixel; 0 = exact pixel edges].",
-)
-@click.option(
-    "--min-area",
-    type=float,
-    default=None,
-    help="Minimum mapping unit in m²: smaller regions merge into the neighbour they share most edge with "
-    "[default: 16 pixels; 0 = keep every region].",
-)
+@simplify_option
+@min_area_option
 @click.option(
     "--scheduler",
     default="threads",

@@ -8,6 +8,8 @@ from typing import TYPE_CHECKING
 
 import click
 
+from ._options import min_area_option, simplify_option
+
 if TYPE_CHECKING:
     from ..pipeline import VectorizeResult
 
@@ -21,18 +23,8 @@ if TYPE_CHECKING:
     default=None,
     help="GeoPackage to write [default: <stem>.landcover.gpkg beside the raster].",
 )
-@click.option(
-    "--min-area",
-    type=float,
-    default=None,
-    help="Minimum mapping unit in m² [default: 16 pixels; 0 = keep every region].",
-)
-@click.option(
-    "--simplify",
-    type=float,
-    default=None,
-    help="Simplify boundaries by this many metres [default: one pixel; 0 = exact pixel edges].",
-)
+@min_area_option
+@simplify_option
 @click.option("--chunk", type=int, default=2048, show_default=True, help="Block size in pixels.")
 @click.option("--workers", type=int, default=None, help="Processes polygonising blocks [default: one per core].")
 @click.option("--overwrite", is_flag=True, help="Replace an existing output.")
