@@ -1,66 +1,110 @@
-"""Run a function over blocks in this process and spawned worker processes.
+"""Map a function over blocks in worker processes, in order, a bounded number at a time.
 
-Kept free of heavy imports so that a worker starts (and joins the work) quickly.
+Kept free of heavy imports so that a worker starts quickly.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
-from typing import Any
+from collections import deque
+from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import Future
+from typing import Any, Protocol
 
-__all__ = ["BlockPool"]
-
-# Work shared between this process and spawned workers through one counter: the caller polygonises
-# blocks from the start and workers join as soon as they have started (starting one takes ~1 s).
-_COUNTER: Any = None
+__all__ = ["BlockPool", "ClientPool", "Pool", "imap"]
 
 
-def _init_worker(counter: Any) -> None:
-    global _COUNTER
-    _COUNTER = counter
+class _Result(Protocol):
+    def result(self) -> Any: ...
+
+    def cancel(self) -> Any: ...
 
 
-def _drain(
-    fn: Callable[[Any], Any], items: Sequence[Any], counter: Any = None, report: Callable[[int], None] | None = None
-) -> dict[int, Any]:
-    counter = counter if counter is not None else _COUNTER
-    out: dict[int, Any] = {}
-    while True:
-        with counter.get_lock():
-            i = counter.value
-            counter.value += 1
-        if i >= len(items):
-            return out
-        out[i] = fn(items[i])
-        if report:
-            report(min(counter.value, len(items)))
+class Pool(Protocol):
+    """Something that runs ``fn(item)`` somewhere and hands back a future."""
+
+    workers: int
+
+    def submit(self, fn: Callable[[Any], Any], item: Any) -> _Result: ...
 
 
 class BlockPool:
-    """Runs a function over blocks in this process and ``workers - 1`` spawned processes."""
+    """``workers`` spawned processes (none with one worker: calls then run here, at submission)."""
 
     def __init__(self, workers: int) -> None:
-        import multiprocessing as mp
-        from concurrent.futures import ProcessPoolExecutor
+        self.workers = max(1, workers)
+        self.executor = None
+        if self.workers > 1:
+            import multiprocessing as mp
+            from concurrent.futures import ProcessPoolExecutor
 
-        ctx = mp.get_context("spawn")
-        self.counter = ctx.Value("l", 0)
-        self.executor = (
-            ProcessPoolExecutor(workers - 1, mp_context=ctx, initializer=_init_worker, initargs=(self.counter,))
-            if workers > 1
-            else None
-        )
-        self.workers = workers
+            self.executor = ProcessPoolExecutor(self.workers, mp_context=mp.get_context("spawn"))
 
-    def map(self, fn: Callable[[Any], Any], items: Sequence[Any], report: Callable[[int], None] | None = None) -> list:
-        with self.counter.get_lock():
-            self.counter.value = 0
-        futures = [self.executor.submit(_drain, fn, items) for _ in range(self.workers - 1)] if self.executor else []
-        results = _drain(fn, items, self.counter, report)
-        for f in futures:
-            results.update(f.result())
-        return [results[i] for i in range(len(items))]
+    def submit(self, fn: Callable[[Any], Any], item: Any) -> _Result:
+        if self.executor is not None:
+            return self.executor.submit(fn, item)
+        fut: Future[Any] = Future()
+        try:
+            fut.set_result(fn(item))
+        except Exception as exc:
+            fut.set_exception(exc)
+        return fut
 
     def close(self) -> None:
         if self.executor is not None:
             self.executor.shutdown(cancel_futures=True)
+
+    def __enter__(self) -> BlockPool:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+class ClientPool:
+    """The workers of a ``distributed`` client."""
+
+    def __init__(self, client: Any) -> None:
+        self.client = client
+        self.workers = max(1, sum(client.nthreads().values()))
+
+    def submit(self, fn: Callable[[Any], Any], item: Any) -> _Result:
+        return self.client.submit(fn, item, pure=False)
+
+
+def imap(
+    pool: Pool,
+    fn: Callable[[Any], Any],
+    items: Iterable[Any],
+    *,
+    window: int,
+    report: Callable[[int], None] | None = None,
+) -> Iterator[Any]:
+    """``fn(item)`` for every item, in order, with at most `window` submitted and not yet consumed.
+
+    The window is the backpressure: results wait in memory only until the
+    consumer takes them, and no more than `window` of them exist at once.
+    """
+    pending: deque[_Result] = deque()
+    it = iter(items)
+    finished = 0
+
+    def top_up() -> None:
+        while len(pending) < window:
+            try:
+                item = next(it)
+            except StopIteration:
+                return
+            pending.append(pool.submit(fn, item))
+
+    try:
+        top_up()
+        while pending:
+            value = pending.popleft().result()
+            top_up()
+            finished += 1
+            if report:
+                report(finished)
+            yield value
+    finally:
+        for fut in pending:
+            fut.cancel()

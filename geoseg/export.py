@@ -12,6 +12,7 @@ import json
 import logging
 import os
 import sqlite3
+import sys
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -19,9 +20,7 @@ from pathlib import Path
 from typing import Any
 from xml.sax.saxutils import quoteattr
 
-import geopandas as gpd
 import numpy as np
-import pandas as pd
 import pyogrio
 import rasterio
 import rasterio.shutil
@@ -33,7 +32,7 @@ from .raster import SceneInfo
 from .store import WorkStore
 from .tiling import BlockPlan
 
-__all__ = ["staged", "write_class_cog", "write_geopackage", "write_json"]
+__all__ = ["GeoPackageWriter", "staged", "write_class_cog", "write_json"]
 
 log = logging.getLogger(__name__)
 
@@ -233,51 +232,94 @@ def embed_qgis_style(path: str | os.PathLike[str], layer: str, classes: ClassTab
         )
 
 
-def write_geopackage(
-    frame: gpd.GeoDataFrame,
-    path: str | os.PathLike[str],
-    *,
-    layer: str = "landcover",
-    classes: ClassTable | None = None,
-    runs: dict[str, Any] | None = None,
-) -> Path:
-    """Write polygons to a GeoPackage layer with a spatial index, atomically.
+class GeoPackageWriter:
+    """Write polygons to a GeoPackage layer batch by batch, atomically.
 
-    With `classes`, the file also gets a ``classes`` table (id, name, colour)
-    and an embedded default QGIS style; `runs` adds a row to a ``runs`` table
-    (values are stored as text, dicts and lists as JSON).
+    Use as a context manager and call :meth:`write` with each batch (a
+    GeoDataFrame of the same columns). On a clean exit the file gets, with
+    `classes`, a ``classes`` table (id, name, colour) and an embedded default
+    QGIS style, with `runs` a row in a ``runs`` table (values as text, dicts
+    and lists as JSON); then it moves into place. On an error nothing is left
+    at `path`.
+
+    Notes
+    -----
+    Memory holds one batch: each is appended and the spatial index is
+    maintained as features arrive.
     """
-    with staged(path) as tmp:
+
+    def __init__(
+        self,
+        path: str | os.PathLike[str],
+        *,
+        crs: str,
+        layer: str = "landcover",
+        classes: ClassTable | None = None,
+        runs: dict[str, Any] | None = None,
+    ) -> None:
+        self.path = Path(path)
+        self.crs = crs
+        self.layer, self.classes, self.runs = layer, classes, runs
+        self.features = 0
+        self._created = False
+        self._stack = contextlib.ExitStack()
+        self._tmp = self.path
+
+    def __enter__(self) -> GeoPackageWriter:
+        self._tmp = self._stack.enter_context(staged(self.path))
+        return self
+
+    def write(self, wkb: np.ndarray, fields: dict[str, np.ndarray]) -> None:
+        """Append WKB polygons and their attribute columns (the first batch, even empty, creates the layer)."""
+        if self._created and len(wkb) == 0:
+            return
         # GeoPackage 1.2: newer GDALs write 1.4, which GDAL 3.6 / QGIS 3.22 flag as partly unsupported.
-        opts = {"VERSION": "1.2"}
-        pyogrio.write_dataframe(frame, tmp, layer=layer, driver="GPKG", spatial_index=True, dataset_options=opts)
-        if classes is not None:
-            table = pd.DataFrame(
+        pyogrio.raw.write(
+            self._tmp,
+            wkb,
+            list(fields.values()),
+            list(fields),
+            layer=self.layer,
+            driver="GPKG",
+            geometry_type="Polygon",
+            crs=self.crs,
+            append=self._created,
+            dataset_options=None if self._created else {"VERSION": "1.2"},
+            layer_options=None if self._created else {"SPATIAL_INDEX": "YES"},
+        )
+        self._created = True
+        self.features += len(wkb)
+
+    def _finish(self) -> None:
+        if not self._created:
+            raise ValueError("GeoPackageWriter closed before any batch was written")
+        if self.classes is not None:
+            self._table(
+                "classes",
                 {
-                    "class_id": [c.id for c in classes],
-                    "class_name": list(classes.names),
-                    "color": [c.hex for c in classes],
-                }
+                    "class_id": np.array([c.id for c in self.classes], dtype=np.int32),
+                    "class_name": np.array(self.classes.names, dtype=object),
+                    "color": np.array([c.hex for c in self.classes], dtype=object),
+                },
             )
-            pyogrio.write_dataframe(table, tmp, layer="classes", driver="GPKG")
-            embed_qgis_style(tmp, layer, classes)
-        if runs is not None:
-            row = {k: json.dumps(v) if isinstance(v, dict | list) else str(v) for k, v in runs.items()}
-            pyogrio.write_dataframe(pd.DataFrame([row]), tmp, layer="runs", driver="GPKG")
-    return Path(path)
+            embed_qgis_style(self._tmp, self.layer, self.classes)
+        if self.runs is not None:
+            row = {k: json.dumps(v) if isinstance(v, dict | list) else str(v) for k, v in self.runs.items()}
+            self._table("runs", {k: np.array([v], dtype=object) for k, v in row.items()})
 
+    def _table(self, name: str, columns: dict[str, np.ndarray]) -> None:
+        """An attribute table (no geometry) in the same file."""
+        pyogrio.raw.write(self._tmp, None, list(columns.values()), list(columns), layer=name, driver="GPKG")
 
-def class_frame(
-    geoms: np.ndarray, class_ids: np.ndarray, classes: ClassTable, crs_wkt: str, **columns: np.ndarray
-) -> gpd.GeoDataFrame:
-    """The ``landcover`` attribute table: class id and name first, then `columns`."""
-    names = np.array(classes.names, dtype=object)
-    data: dict[str, Any] = {
-        "class_id": class_ids.astype(np.int32),
-        "class_name": names[class_ids.astype(np.intp)] if len(class_ids) else np.array([], dtype=object),
-    }
-    data.update(columns)
-    return gpd.GeoDataFrame(data, geometry=gpd.GeoSeries(geoms, crs=crs_wkt), crs=crs_wkt)
+    def __exit__(self, et: type[BaseException] | None, ev: BaseException | None, tb: Any) -> bool:
+        if et is None:
+            try:
+                self._finish()
+            except BaseException:
+                if not self._stack.__exit__(*sys.exc_info()):
+                    raise
+                return False
+        return bool(self._stack.__exit__(et, ev, tb))
 
 
 def _stretch(band: np.ndarray, valid: np.ndarray) -> np.ndarray:

@@ -1,58 +1,75 @@
-"""Chain the stages into one Dask graph and run it.
+"""Chain the stages and run them.
 
-For every block of the plan (see :mod:`geoseg.tiling`)::
+Segmentation is one Dask graph; for every block of the plan (see :mod:`geoseg.tiling`)::
 
     predict-Y-X    read the block's extent by path, run its tiles, blend  -> BlockPartial
     stitch-Y-X     add the neighbours' edge contributions, write zarr    <- predict of the 3x3 blocks
-    vectorize-Y-X  polygonise the finished block                         <- stitch-Y-X
 
-then, in the calling process: merge polygons across block edges, clean,
-measure, and export. Workers receive paths and small settings objects, never
-open datasets or models; each worker process loads the model once.
+Vectorisation then streams over a fixed grid of cells (:data:`VECTOR_CELL`)
+read from the store: workers polygonise, clean and finish each cell; the
+calling process merges pieces across cell edges row by row and appends
+features to the GeoPackage as they complete (:func:`vectorize_cells`). Last,
+the class COG is written from the store. Workers receive paths and small
+settings objects, never open datasets or models; each worker process loads
+the model once.
 """
 
 from __future__ import annotations
 
 import contextlib
-import functools
 import logging
 import os
 import platform
 import time
 from collections import Counter
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from importlib import metadata
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
+import shapely
 
 from . import __version__
-from ._parallel import BlockPool
-from .classes import ISPRS, ClassTable
+from ._parallel import BlockPool, ClientPool, Pool, imap
+from .classes import ISPRS, NODATA, ClassTable
 from .config import RunConfig
 from .errors import ConfigError, GeosegIOError, OutputExistsError, SceneError
 from .raster import SceneInfo, file_checksum, has_valid_pixels, open_scene, read_window, select_bands
 from .stitch import BlockPartial, accumulate, finish_block, make_partial, tile_weights
 from .store import WorkStore
-from .tiling import BlockPlan, TileGrid
+from .tiling import BlockPlan, Rect, TileGrid
 from .vectorize import (
-    BlockPolygons,
+    Features,
+    Georef,
     Polygons,
+    SeamMerger,
     absorb_small,
     apply_sieve,
-    measure,
-    merge_blocks,
+    area_method,
+    clean_block,
     polygonize_block,
-    raster_block_polygons,
     sieve,
-    simplify,
-    to_crs,
+    split_block,
 )
 
-__all__ = ["Cleaning", "Job", "RunResult", "VectorizeResult", "output_paths", "run", "vectorize_raster"]
+if TYPE_CHECKING:
+    from .export import GeoPackageWriter
+
+__all__ = [
+    "VECTOR_CELL",
+    "ClassSource",
+    "Cleaning",
+    "Job",
+    "RunResult",
+    "VectorizeResult",
+    "output_paths",
+    "run",
+    "vectorize_cells",
+    "vectorize_raster",
+]
 
 log = logging.getLogger(__name__)
 
@@ -130,40 +147,86 @@ def stitch_block(job: Job, by: int, bx: int, own: Timed, neighbours: Sequence[Ti
     return Timed(None, {"stitch": time.perf_counter() - t0, **own.seconds})
 
 
-def vectorize_block(
-    job: Job,
-    by: int,
-    bx: int,
-    _after: Timed | None = None,
-    *,
-    regions_only: bool = False,
-    lut: np.ndarray | None = None,
-) -> Timed:
-    """Polygonise one finished block from the store.
+#: Features gathered before one append to the GeoPackage (one append costs a file open and close).
+_WRITE_BATCH = 50_000
 
-    ``regions_only`` returns just the region statistics and adjacency (the
-    sieve's input); with a `lut` from :func:`~geoseg.vectorize.sieve` the
-    block is relabelled first and written to the store's ``cleaned`` array.
+#: The fixed grid (pixels, anchored at the scene origin) on which polygons are built, simplified
+#: and cleaned, then merged exactly across cell edges. It never changes with the chunk size,
+#: workers or scheduler, so neither do the polygons.
+VECTOR_CELL = 2048
+
+
+@dataclass(frozen=True)
+class ClassSource:
+    """Where a vectorisation reads classes: a run's work store, or a class GeoTIFF."""
+
+    path: str
+    kind: Literal["store", "raster"]
+    num_classes: int
+
+    def classes(self, core: Rect) -> np.ndarray:
+        if self.kind == "store":
+            return WorkStore(self.path).read(core, "classes")
+        data, valid = read_window(self.path, core.row0, core.col0, core.height, core.width, (1,))
+        cls = np.where(valid, data[0], NODATA).astype(np.uint8)
+        bad = (cls != NODATA) & (cls >= self.num_classes)
+        if bad.any():
+            raise SceneError(
+                f"{Path(self.path).name} holds value {int(cls[bad].max())}, which is no class id "
+                f"(0..{self.num_classes - 1}) and not nodata ({NODATA})"
+            )
+        return cls
+
+    def confidence(self, core: Rect) -> np.ndarray | None:
+        return WorkStore(self.path).read(core, "confidence") if self.kind == "store" else None
+
+    def keep_cleaned(self, core: Rect, classes: np.ndarray) -> None:
+        """Store a cell's sieved classes (they become the class raster)."""
+        if self.kind == "store":
+            WorkStore(self.path).write(core, classes, "cleaned")
+
+
+@dataclass(frozen=True)
+class CellTask:
+    """Polygonise one vector cell: ``task((index, lut))``; picklable, for worker processes.
+
+    ``regions_only`` gives just the region statistics and adjacency (the
+    sieve's input). Otherwise the cell is relabelled with its `lut` from
+    :func:`~geoseg.vectorize.sieve` (if any), polygonised, and cleaned
+    (:func:`~geoseg.vectorize.clean_block`); the result is the pieces on the
+    cell's edges, left for the seam merge, and the polygons inside it,
+    finished as features (moved to the CRS, measured, encoded).
     """
-    t0 = time.perf_counter()
-    store = WorkStore(job.store)
-    core = job.plan.block(by, bx).core
-    cls = store.read(core, "classes")
-    if regions_only:
-        regions = polygonize_block(cls, None, core, (by, bx), geometry=False, adjacency=True)
-        return Timed(regions, {"regions": time.perf_counter() - t0})
-    if lut is not None:
-        cls = apply_sieve(cls, lut)
-        store.write(core, cls, "cleaned")
-    conf = store.read(core, "confidence")
-    polys = polygonize_block(cls, conf, core, (by, bx))
-    return Timed(polys, {"vectorize": time.perf_counter() - t0})
+
+    source: ClassSource
+    cells: BlockPlan
+    georef: Georef | None = None
+    simplify_pixels: float = 0.0
+    min_pixels: float = 0.0
+    regions_only: bool = False
+
+    def __call__(self, item: tuple[tuple[int, int], np.ndarray | None]) -> Timed:
+        index, lut = item
+        t0 = time.perf_counter()
+        core = self.cells.block(*index).core
+        cls = self.source.classes(core)
+        if self.regions_only:
+            regions = polygonize_block(cls, None, core, index, geometry=False, adjacency=True)
+            return Timed(regions, {"regions": time.perf_counter() - t0})
+        if lut is not None:
+            cls = apply_sieve(cls, lut)
+            self.source.keep_cleaned(core, cls)
+        polys = polygonize_block(cls, self.source.confidence(core), core, index)
+        polys = clean_block(polys, self.simplify_pixels, self.min_pixels)
+        assert self.georef is not None
+        pieces, inside = split_block(polys)
+        return Timed((pieces, self.georef.finish(inside)), {"vectorize": time.perf_counter() - t0})
 
 
 # -- scheduling -------------------------------------------------------------------------------
 
 
-_STAGES = {"stitch": "segment", "regions": "clean", "vectorize": "vectorize"}
+_STAGES = {"stitch": "segment"}
 
 
 class _Progress:
@@ -215,6 +278,16 @@ class _Runner:
             self.client.close()
         if self.cluster is not None:
             self.cluster.close()
+
+    @contextlib.contextmanager
+    def pool(self) -> Iterator[Pool]:
+        """Workers for the vector cells: the cluster's, or processes here (this process when synchronous)."""
+        if self.client is not None:
+            yield ClientPool(self.client)
+            return
+        n = 1 if self.cfg.scheduler == "synchronous" else (self.cfg.workers or os.cpu_count() or 1)
+        with BlockPool(n) as pool:
+            yield pool
 
     def compute(self, outputs: list[Any], totals: dict[str, int], progress: ProgressCallback | None) -> list[Any]:
         counter = _Progress(totals, progress)
@@ -400,24 +473,6 @@ def run(cfg: RunConfig, *, progress: ProgressCallback | None = None) -> RunResul
     )
     cleaning = Cleaning.resolve(cfg.min_area, cfg.simplify, info.mean_pixel_m)
     stage_seconds: Counter[str] = Counter()
-    with _Runner(cfg) as runner:
-        parts = _vector_stage(runner, job, store, cleaning, progress, stage_seconds, timings)
-    timings["segment_and_vectorize"] = timings.pop("vector_stage")
-    counts = np.zeros(spec.num_classes, dtype=np.int64)
-    for p in parts.values():
-        np.add.at(counts, p.classes.astype(np.intp), p.pixels)
-    valid_pixels = int(counts.sum())
-    if valid_pixels == 0:
-        store.remove()
-        raise SceneError(f"{scene_path.name} has no valid pixels (all nodata or masked); nothing to map")
-
-    t0 = time.perf_counter()
-    polys, geoms, area, perimeter, method = _finish_polygons(parts, cleaning, info)
-    timings["merge_and_measure"] = time.perf_counter() - t0
-    if progress:
-        progress("vectorize", len(plan), len(plan))
-
-    t0 = time.perf_counter()
     run_row = {
         "created": datetime.now(UTC).isoformat(timespec="seconds"),
         "geoseg_version": __version__,
@@ -427,26 +482,50 @@ def run(cfg: RunConfig, *, progress: ProgressCallback | None = None) -> RunResul
         "model_sha256": mhash,
         "parameters": cfg.model_dump(mode="json"),
     }
-    written = _export(
-        cfg,
-        info,
-        plan,
-        store,
-        paths,
-        spec.classes,
-        polys,
-        geoms,
-        area,
-        perimeter,
-        run_row,
-        cleaned=cleaning.min_pixels > 0,
-    )
+    from .export import GeoPackageWriter, write_class_cog
+
+    written: dict[str, Path] = {}
+    with _Runner(cfg) as runner:
+        t0 = time.perf_counter()
+        outputs, totals = _graph(job, store)
+        for r in runner.compute(outputs, totals, progress):
+            stage_seconds.update(r.seconds)
+        timings["segment"] = time.perf_counter() - t0
+        t0 = time.perf_counter()
+        if cleaning.min_pixels > 0:
+            store.ensure("cleaned", chunks=VECTOR_CELL)
+        source = ClassSource(str(store.path), "store", spec.num_classes)
+        with (
+            runner.pool() as pool,
+            GeoPackageWriter(paths["landcover"], crs=info.crs_wkt, classes=spec.classes, runs=run_row) as gpkg,
+        ):
+            vec = vectorize_cells(source, info, cleaning, pool, gpkg, spec.classes, confidence=True, progress=progress)
+            if vec.class_pixels.sum() == 0:
+                store.remove()
+                raise SceneError(f"{scene_path.name} has no valid pixels (all nodata or masked); nothing to map")
+        written["landcover"] = paths["landcover"]
+        stage_seconds.update(vec.task_seconds)
+        timings["vectorize"] = time.perf_counter() - t0
+    counts, method = vec.class_pixels, vec.area_method
+    valid_pixels = int(counts.sum())
+
+    t0 = time.perf_counter()
+    source_array = "cleaned" if cleaning.min_pixels > 0 else "classes"
+    written["classes"] = write_class_cog(store, plan, info, paths["classes"], spec.classes, array=source_array)
+    if cfg.confidence:
+        written["confidence"] = write_class_cog(
+            store, plan, info, paths["confidence"], spec.classes, array="confidence"
+        )
+    if cfg.preview:
+        from .export import write_preview
+
+        written["preview"] = write_preview(info, written["classes"], paths["preview"], spec.classes)
     timings["export"] = time.perf_counter() - t0
     timings["total"] = time.perf_counter() - t_start
     cpu = {k: round(v, 3) for k, v in stage_seconds.items() if k != "tiles"}
 
     class_pixels = {c.name: int(counts[c.id]) for c in spec.classes}
-    class_areas = {c.name: float(area[polys.classes == c.id].sum()) for c in spec.classes}
+    class_areas = {c.name: float(vec.class_areas[c.id]) for c in spec.classes}
     report = {
         "geoseg_version": __version__,
         "created": run_row["created"],
@@ -490,7 +569,7 @@ def run(cfg: RunConfig, *, progress: ProgressCallback | None = None) -> RunResul
             "min_pixels": cleaning.min_pixels,
             "simplify_m": cleaning.simplify_m,
         },
-        "polygons": len(polys),
+        "polygons": vec.polygons,
         "valid_pixels": valid_pixels,
         "classes": [
             {
@@ -516,7 +595,15 @@ def run(cfg: RunConfig, *, progress: ProgressCallback | None = None) -> RunResul
     if progress:
         progress("export", 1, 1)
     return RunResult(
-        written, class_areas, class_pixels, len(polys), timings, info.width * info.height, valid_pixels, resumed, report
+        written,
+        class_areas,
+        class_pixels,
+        vec.polygons,
+        timings,
+        info.width * info.height,
+        valid_pixels,
+        resumed,
+        report,
     )
 
 
@@ -551,66 +638,138 @@ class Cleaning:
         return self.simplify_m / self.pixel_m
 
 
-def _vector_stage(
-    runner: _Runner,
-    job: Job,
-    store: WorkStore,
-    cleaning: Cleaning,
-    progress: ProgressCallback | None,
-    stage_seconds: Counter[str],
-    timings: dict[str, float],
-) -> dict[tuple[int, int], BlockPolygons]:
-    """Segment the blocks still missing from the store, then polygonise every block (sieving first if asked)."""
+@dataclass
+class VectorSummary:
+    """What :func:`vectorize_cells` wrote."""
 
-    def collect(results: list[Timed]) -> dict[tuple[int, int], BlockPolygons]:
-        found = {}
-        for r in results:
-            stage_seconds.update(r.seconds)
-            if isinstance(r.value, BlockPolygons):
-                found[r.value.index] = r.value
-        return found
-
-    import dask
-
-    t0 = time.perf_counter()
-    min_pixels = cleaning.min_pixels
-    outputs, totals = _graph(job, store, regions_only=min_pixels > 0)
-    parts = collect(runner.compute(outputs, totals, progress))
-    timings["vector_stage"] = time.perf_counter() - t0
-    if min_pixels > 0:
-        t0 = time.perf_counter()
-        luts = sieve(parts, min_pixels)
-        store.ensure("cleaned")
-        cleaned = [
-            dask.delayed(vectorize_block, pure=False)(job, *idx, lut=lut, dask_key_name=f"vectorize-{idx[0]}-{idx[1]}")
-            for idx, lut in sorted(luts.items())
-        ]
-        parts = collect(runner.compute(cleaned, {"vectorize": len(cleaned)}, progress))
-        timings["sieve_and_vectorize"] = time.perf_counter() - t0
-    return parts
+    polygons: int
+    class_pixels: np.ndarray
+    class_areas: np.ndarray
+    area_method: str
+    task_seconds: Counter[str]
 
 
-def _finish_polygons(
-    parts: dict[tuple[int, int], BlockPolygons], cleaning: Cleaning, info: SceneInfo
-) -> tuple[Polygons, np.ndarray, np.ndarray, np.ndarray, str]:
-    """Merge across block edges, simplify, enforce the mapping unit again, move to the CRS and measure."""
-    polys = merge_blocks(parts)
-    if cleaning.simplify_pixels > 0:
-        polys = simplify(polys, cleaning.simplify_pixels)
-        if cleaning.min_pixels > 0:
-            # simplification can shave a region just above the mapping unit below it
-            polys = absorb_small(polys, cleaning.min_pixels)
-    geoms = to_crs(polys.geoms, info.transform)
-    area, perimeter, method = measure(geoms, info.crs)
-    return polys, geoms, area, perimeter, method
+def _absorb_across_seams(
+    merger: SeamMerger, pending: Polygons, done: Polygons, min_pixels: float
+) -> tuple[Polygons, Polygons]:
+    """Absorb merged regions that simplification left below the mapping unit.
 
-
-def _graph(job: Job, store: WorkStore, *, regions_only: bool = False) -> tuple[list[Any], dict[str, int]]:
-    """Delayed tasks for the blocks not yet in the store, plus vectorisation of all blocks.
-
-    With ``regions_only`` the last stage gathers region statistics for the
-    sieve instead of polygons.
+    Candidates are the polygons not yet written (`pending`, from the previous
+    row, and `done`, from this one); they may join those or a piece still
+    open across the row's bottom edge.
     """
+    both = Polygons.concat([pending, done])
+    if not (shapely.area(both.geoms) < min_pixels).any():
+        return pending, done
+    ids, open_pieces = merger.open_pieces()
+    window = Polygons.concat([both, open_pieces])
+    movable = np.arange(len(window)) < len(both)
+    out, _, keep = absorb_small(window, min_pixels, movable=movable)
+    merger.update_pieces(ids, out.take(np.flatnonzero(keep >= len(both))))
+    return out.take(np.flatnonzero(keep < len(pending))), out.take(
+        np.flatnonzero((keep >= len(pending)) & (keep < len(both)))
+    )
+
+
+def vectorize_cells(
+    source: ClassSource,
+    info: SceneInfo,
+    cleaning: Cleaning,
+    pool: Pool,
+    out: GeoPackageWriter,
+    classes: ClassTable,
+    *,
+    confidence: bool = False,
+    progress: ProgressCallback | None = None,
+) -> VectorSummary:
+    """Polygonise a class raster cell by cell into `out`, merging across cell edges as rows complete.
+
+    Cells are polygonised, cleaned and, inside, finished in `pool`, a few
+    cells ahead of the merge. Polygons inside a cell are appended to the
+    GeoPackage as they arrive (in batches); pieces on cell edges wait for
+    their row of cells, and the regions a row completes are appended one row
+    later (the delay lets one that simplification shaved below the mapping
+    unit join a neighbour first).
+
+    Notes
+    -----
+    Memory holds a few cells' results (two per worker), up to
+    ``_WRITE_BATCH`` features waiting for their append, one row of cells'
+    edge pieces and the regions still open across it; not the scene. The sieve (``cleaning.min_pixels``)
+    first gathers a few numbers per region of the whole scene (its region
+    graph), but no geometry.
+    """
+    cells = BlockPlan(TileGrid(info.height, info.width, tile=VECTOR_CELL, overlap=0), 1)
+    ny, nx = cells.shape
+    indices = [b.index for b in cells.blocks()]
+    window = 2 * pool.workers
+    seconds: Counter[str] = Counter()
+
+    def reporter(stage: str) -> Callable[[int], None] | None:
+        return (lambda done: progress(stage, done, len(indices))) if progress else None
+
+    def timed(results: Iterator[Timed]) -> Iterator[Any]:
+        for r in results:
+            seconds.update(r.seconds)
+            yield r.value
+
+    cx, cy = info.transform @ (info.width / 2, info.height / 2)
+    georef = Georef(info.transform, info.crs_wkt, area_method(info.crs, cx, cy))
+    luts: dict[tuple[int, int], np.ndarray] = {}
+    if cleaning.min_pixels > 0:
+        task = CellTask(source, cells, regions_only=True)
+        regions = timed(imap(pool, task, [(i, None) for i in indices], window=window, report=reporter("clean")))
+        luts = sieve(dict(zip(indices, regions, strict=True)), cleaning.min_pixels)
+    task = CellTask(source, cells, georef, cleaning.simplify_pixels, cleaning.min_pixels)
+    items = [(i, luts.pop(i, None)) for i in indices]
+    results = timed(imap(pool, task, items, window=window, report=reporter("vectorize")))
+
+    names = np.array(classes.names, dtype=object)
+    pixels = np.zeros(len(classes), np.int64)
+    areas = np.zeros(len(classes))
+
+    buffered: list[Features] = []
+
+    def write(batch: list[Features]) -> None:
+        f = Features.concat(batch).canonical()
+        fields = {
+            "class_id": f.classes.astype(np.int32),
+            "class_name": names[f.classes.astype(np.intp)],
+            "area_m2": f.area_m2,
+            "perimeter_m": f.perimeter_m,
+        }
+        if confidence:
+            fields["mean_confidence"] = np.round(f.mean_confidence, 4)
+        out.write(f.wkb, fields)
+        np.add.at(pixels, f.classes.astype(np.intp), f.pixels)
+        np.add.at(areas, f.classes.astype(np.intp), f.area_m2)
+
+    def add(features: Features, *, flush: bool = False) -> None:
+        buffered.append(features)
+        if flush or sum(map(len, buffered)) >= _WRITE_BATCH:
+            write(buffered)
+            buffered.clear()
+
+    merger = SeamMerger()
+    pending = Polygons.concat([])
+    for by in range(ny):
+        row = []
+        for _ in range(nx):
+            pieces, inside = next(results)
+            add(inside)  # final: written now, only the edge pieces wait for the row
+            row.append(pieces)
+        done = merger.add_row(row, last=by == ny - 1)
+        if cleaning.min_pixels > 0 and cleaning.simplify_pixels > 0:
+            pending, done = _absorb_across_seams(merger, pending, done, cleaning.min_pixels)
+        add(georef.finish(pending))
+        pending = done
+    add(georef.finish(pending), flush=True)
+    log.debug("merged %d regions cut by cell edges", merger.merged)
+    return VectorSummary(out.features, pixels, areas, georef.method, seconds)
+
+
+def _graph(job: Job, store: WorkStore) -> tuple[list[Any], dict[str, int]]:
+    """Delayed tasks for the blocks not yet in the store (and the neighbours they need)."""
     import dask
 
     plan = job.plan
@@ -623,8 +782,8 @@ def _graph(job: Job, store: WorkStore, *, regions_only: bool = False) -> tuple[l
         idx: dask.delayed(predict_block, pure=False)(job, *idx, dask_key_name=f"predict-{idx[0]}-{idx[1]}")
         for idx in sorted(need_predict)
     }
-    stitched = {
-        idx: dask.delayed(stitch_block, pure=False)(
+    stitched = [
+        dask.delayed(stitch_block, pure=False)(
             job,
             *idx,
             predicted[idx],
@@ -632,55 +791,8 @@ def _graph(job: Job, store: WorkStore, *, regions_only: bool = False) -> tuple[l
             dask_key_name=f"stitch-{idx[0]}-{idx[1]}",
         )
         for idx in todo
-    }
-    last = "regions" if regions_only else "vectorize"
-    vectorized = [
-        dask.delayed(vectorize_block, pure=False)(
-            job, *b.index, stitched.get(b.index), regions_only=regions_only, dask_key_name=f"{last}-{b.by}-{b.bx}"
-        )
-        for b in plan.blocks()
     ]
-    totals = {"segment": len(plan), "clean": len(plan), "vectorize": len(plan)}
-    return [*stitched.values(), *vectorized], totals
-
-
-def _export(
-    cfg: RunConfig,
-    info: SceneInfo,
-    plan: BlockPlan,
-    store: WorkStore,
-    paths: dict[str, Path],
-    classes: ClassTable,
-    polys: Polygons,
-    geoms: np.ndarray,
-    area: np.ndarray,
-    perimeter: np.ndarray,
-    run_row: dict[str, Any],
-    *,
-    cleaned: bool,
-) -> dict[str, Path]:
-    from .export import class_frame, write_class_cog, write_geopackage
-
-    written: dict[str, Path] = {}
-    frame = class_frame(
-        geoms,
-        polys.classes,
-        classes,
-        info.crs_wkt,
-        area_m2=area,
-        perimeter_m=perimeter,
-        mean_confidence=np.round(polys.mean_confidence, 4),
-    )
-    written["landcover"] = write_geopackage(frame, paths["landcover"], classes=classes, runs=run_row)
-    source = "cleaned" if cleaned else "classes"
-    written["classes"] = write_class_cog(store, plan, info, paths["classes"], classes, array=source)
-    if cfg.confidence:
-        written["confidence"] = write_class_cog(store, plan, info, paths["confidence"], classes, array="confidence")
-    if cfg.preview:
-        from .export import write_preview
-
-        written["preview"] = write_preview(info, written["classes"], paths["preview"], classes)
-    return written
+    return stitched, {"segment": len(plan)}
 
 
 @dataclass
@@ -700,7 +812,6 @@ def vectorize_raster(
     *,
     min_area: float | None = None,
     simplify: float | None = None,
-    chunk: int = 2048,
     workers: int | None = None,
     overwrite: bool = False,
     classes: ClassTable = ISPRS,
@@ -708,10 +819,10 @@ def vectorize_raster(
 ) -> VectorizeResult:
     """Polygonise an existing class raster (uint8 class ids, 255 = nodata) into a styled GeoPackage.
 
-    The same block polygonisation, exact seam merge and cleaning as :func:`run`,
-    for re-cleaning a map or vectorising one made elsewhere. Blocks are read
-    straight from the raster and polygonised in `workers` processes (default:
-    one per core), this one included. `out` defaults to
+    The same cell-parallel vectorisation, exact seam merge and cleaning as
+    :func:`run`, for re-cleaning a map or vectorising one made elsewhere.
+    Cells are read straight from the raster and polygonised in `workers`
+    processes (default: one per core). `out` defaults to
     ``<stem>.landcover.gpkg`` beside the raster (a ``.classes`` suffix of the
     stem is dropped).
 
@@ -722,10 +833,9 @@ def vectorize_raster(
     OutputExistsError
         `out` exists and `overwrite` is False.
     """
-    from .export import class_frame, write_geopackage
+    from .export import GeoPackageWriter
 
     t_start = time.perf_counter()
-    timings: dict[str, float] = {}
     info = open_scene(classes_path)
     src = Path(info.path)
     if info.count != 1 or info.dtype != "uint8":
@@ -737,48 +847,20 @@ def vectorize_raster(
     _check_outdir(out_path.parent.resolve())
     if out_path.exists() and not overwrite:
         raise OutputExistsError(f"{out_path} already exists; pass --overwrite to replace it")
-    if chunk < 32:
-        raise ConfigError(f"chunk must be at least 32 pixels, got {chunk}")
-    plan = BlockPlan(TileGrid(info.height, info.width, tile=chunk, overlap=0), 1)
-    indices = [b.index for b in plan.blocks()]
     cleaning = Cleaning.resolve(min_area, simplify, info.mean_pixel_m)
-    n_workers = max(1, min(workers or os.cpu_count() or 1, len(indices)))
-
-    def reporter(stage: str) -> Callable[[int], None] | None:
-        return (lambda done: progress(stage, done, len(indices))) if progress else None
-
-    pool = BlockPool(n_workers)
-    try:
-        t0 = time.perf_counter()
-        luts = None
-        if cleaning.min_pixels > 0:
-            regions = pool.map(
-                functools.partial(raster_block_polygons, info.path, plan, len(classes), True, None),
-                indices,
-                reporter("clean"),
-            )
-            luts = sieve(dict(zip(indices, regions, strict=True)), cleaning.min_pixels)
-        parts = pool.map(
-            functools.partial(raster_block_polygons, info.path, plan, len(classes), False, luts),
-            indices,
-            reporter("vectorize"),
-        )
-        timings["vectorize"] = time.perf_counter() - t0
-    finally:
-        pool.close()
-    t0 = time.perf_counter()
-    polys, geoms, area, perimeter, _ = _finish_polygons(dict(zip(indices, parts, strict=True)), cleaning, info)
-    timings["merge_and_measure"] = time.perf_counter() - t0
-    t0 = time.perf_counter()
-    frame = class_frame(geoms, polys.classes, classes, info.crs_wkt, area_m2=area, perimeter_m=perimeter)
     row = {
         "created": datetime.now(UTC).isoformat(timespec="seconds"),
         "geoseg_version": __version__,
         "scene": info.path,
-        "parameters": {"min_area_m2": cleaning.min_area_m2, "simplify_m": cleaning.simplify_m, "chunk": chunk},
+        "parameters": {"min_area_m2": cleaning.min_area_m2, "simplify_m": cleaning.simplify_m},
     }
-    write_geopackage(frame, out_path, classes=classes, runs=row)
-    timings["export"] = time.perf_counter() - t0
+    source = ClassSource(info.path, "raster", len(classes))
+    with (
+        BlockPool(workers or os.cpu_count() or 1) as pool,
+        GeoPackageWriter(out_path, crs=info.crs_wkt, classes=classes, runs=row) as gpkg,
+    ):
+        summary = vectorize_cells(source, info, cleaning, pool, gpkg, classes, progress=progress)
+    timings: dict[str, float] = {k: round(v, 3) for k, v in summary.task_seconds.items()}
     timings["total"] = time.perf_counter() - t_start
-    areas = {c.name: float(area[polys.classes == c.id].sum()) for c in classes}
-    return VectorizeResult(out_path, len(polys), areas, timings, cleaning)
+    areas = {c.name: float(summary.class_areas[c.id]) for c in classes}
+    return VectorizeResult(out_path, summary.polygons, areas, timings, cleaning)

@@ -112,14 +112,16 @@ class WorkStore:
         self._array("confidence", "r+")[s] = confidence
         self._array("done", "r+")[block.by, block.bx] = 1
 
-    def ensure(self, name: str, *, like: str = "classes") -> None:
-        """Create array `name` shaped and chunked like `like` (emptied if it exists)."""
+    def ensure(self, name: str, *, like: str = "classes", chunks: int | None = None) -> None:
+        """Create array `name` shaped like `like` (emptied if it exists), chunked like it or in `chunks` squares."""
         import zarr
 
         src = self._array(like)
+        shape = src.shape
+        chunk_shape = src.chunks if chunks is None else tuple(min(chunks, n) for n in shape)
         group = zarr.open_group(str(self.path), mode="r+")
         group.create_array(
-            name, shape=src.shape, chunks=src.chunks, dtype=src.dtype, fill_value=src.fill_value, overwrite=True
+            name, shape=shape, chunks=chunk_shape, dtype=src.dtype, fill_value=src.fill_value, overwrite=True
         )
 
     def write(self, rect: Rect, data: np.ndarray, name: str) -> None:

@@ -1,13 +1,13 @@
 """Class raster -> land-cover polygons, block by block, merged exactly across block edges.
 
-Each block's class array is split into 4-connected regions of one class
-(``scipy.ndimage.label``), and each region becomes one polygon
+Each block's 4-connected regions of one class become one polygon each
 (``rasterio.features.shapes``) in *global pixel coordinates*: vertex
 coordinates are whole numbers, so the edges of polygons on either side of a
 block seam coincide exactly. A region cut by a seam is found by comparing the
-region labels on both sides of the seam pixel by pixel, and its pieces are
-dissolved with a coverage union (exact for edge-matched pieces). The result is
-the same set of polygons as polygonising the whole raster at once.
+region labels on both sides of the seam pixel by pixel (:class:`SeamMerger`,
+one row of blocks at a time), and its pieces are dissolved with a coverage
+union (exact for edge-matched pieces). The result is the same set of polygons
+as polygonising the whole raster at once.
 
 Geometries move into the scene's CRS only at the end, with its affine
 transform; areas and perimeters are measured in metres (see :func:`measure`).
@@ -15,12 +15,13 @@ transform; areas and perimeters are measured in metres (see :func:`measure`).
 
 from __future__ import annotations
 
+import functools
 import heapq
 import itertools
 import logging
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 import rasterio.features
@@ -30,21 +31,24 @@ from pyproj import CRS, Geod, Proj, Transformer
 from scipy import ndimage
 
 from .classes import NODATA
-from .errors import SceneError
-from .raster import read_window
-from .tiling import BlockPlan, Rect
+from .tiling import Rect
 
 __all__ = [
     "BlockPolygons",
+    "Features",
+    "Georef",
     "Polygons",
+    "SeamMerger",
     "absorb_small",
     "apply_sieve",
+    "area_method",
+    "clean_block",
     "measure",
     "merge_blocks",
     "polygonize_block",
-    "raster_block_polygons",
     "sieve",
     "simplify",
+    "split_block",
     "to_crs",
 ]
 
@@ -81,9 +85,25 @@ class BlockPolygons:
 
     def __getstate__(self) -> dict[str, object]:
         state = dict(self.__dict__)
-        if self.ragged is not None:
+        geoms = self.geoms
+        if self.ragged is None and geoms is not None and len(geoms) and (shapely.get_type_id(geoms) == 3).all():
+            _, xy, (ring_off, poly_off) = shapely.to_ragged_array(geoms)
+            state["ragged"] = (xy, ring_off, poly_off)
+        if state["ragged"] is not None:
             state["geoms"] = None
         return state
+
+    @property
+    def touching(self) -> np.ndarray:
+        """Which polygons have a pixel on the block's edge (and may continue in a neighbour)."""
+        on_edge = np.zeros(len(self) + 1, dtype=bool)
+        for labels in self.edges.values():
+            on_edge[labels] = True
+        return on_edge[1:]
+
+    def polygons(self) -> Polygons:
+        assert self.geoms is not None
+        return Polygons(self.geoms, self.classes, self.pixels, self.conf_sum, self.anchor)
 
     def __setstate__(self, state: dict[str, object]) -> None:
         self.__dict__.update(state)
@@ -115,11 +135,42 @@ class Polygons:
 
     @property
     def mean_confidence(self) -> np.ndarray:
-        """Mean blended probability of the winning class, 0-1."""
-        return self.conf_sum / np.maximum(self.pixels, 1) / 255.0
+        return _mean_confidence(self.conf_sum, self.pixels)
 
     def take(self, idx: np.ndarray) -> Polygons:
         return Polygons(self.geoms[idx], self.classes[idx], self.pixels[idx], self.conf_sum[idx], self.anchor[idx])
+
+    def row(self, i: int) -> tuple[shapely.Geometry, int, int, int, int]:
+        return self.geoms[i], int(self.classes[i]), int(self.pixels[i]), int(self.conf_sum[i]), int(self.anchor[i])
+
+    @classmethod
+    def concat(cls, parts: Sequence[Polygons]) -> Polygons:
+        if not parts:
+            return cls(np.empty(0, object), np.zeros(0, np.uint8), *(np.zeros(0, np.int64) for _ in range(3)))
+        return cls(*(np.concatenate([getattr(p, f) for p in parts]) for f in cls.__dataclass_fields__))
+
+    @classmethod
+    def from_rows(cls, rows: Sequence[tuple[shapely.Geometry, int, int, int, int]]) -> Polygons:
+        """From ``(geometry, class, pixels, conf_sum, anchor)`` tuples."""
+        if not rows:
+            return cls.concat([])
+        geoms, classes, pixels, conf, anchor = zip(*rows, strict=True)
+        return cls(
+            np.array(geoms, dtype=object),
+            np.array(classes, dtype=np.uint8),
+            np.array(pixels, dtype=np.int64),
+            np.array(conf, dtype=np.int64),
+            np.array(anchor, dtype=np.int64),
+        )
+
+    def canonical(self) -> Polygons:
+        """Sorted by anchor: an order that does not depend on blocks."""
+        return self.take(np.argsort(self.anchor, kind="stable"))
+
+
+def _mean_confidence(conf_sum: np.ndarray, pixels: np.ndarray) -> np.ndarray:
+    """Mean blended probability of the winning class, 0-1."""
+    return conf_sum / np.maximum(pixels, 1) / 255.0
 
 
 def label_regions(classes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -318,6 +369,22 @@ class _UnionFind:
             self.parent[max(ra, rb)] = min(ra, rb)
 
 
+def _seam_pairs(
+    la: np.ndarray, ca: np.ndarray, lb: np.ndarray, cb: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Regions facing each other across a seam, one row per pixel edge.
+
+    `la`/`lb` are the edge labels on either side (1-based, 0 = nodata) and
+    `ca`/`cb` the classes of their blocks' regions. Returns the 0-based local
+    region numbers on each side and whether they have the same class (and so
+    are one region).
+    """
+    both = (la > 0) & (lb > 0)
+    ia = la[both].astype(np.int64) - 1
+    ib = lb[both].astype(np.int64) - 1
+    return ia, ib, ca[ia] == cb[ib]
+
+
 def _link(
     parts: dict[tuple[int, int], BlockPolygons],
 ) -> tuple[list[tuple[int, int]], dict[tuple[int, int], int], np.ndarray, list[np.ndarray]]:
@@ -333,7 +400,6 @@ def _link(
     for k in keys:
         offsets[k] = total
         total += len(parts[k])
-    classes = np.concatenate([parts[k].classes for k in keys]) if keys else np.zeros(0, np.uint8)
     uf = _UnionFind(total)
     across: list[np.ndarray] = []
     for by, bx in keys:
@@ -342,11 +408,8 @@ def _link(
             b = parts.get(other)
             if b is None:
                 continue
-            la, lb = a.edges[mine], b.edges[theirs]
-            both = (la > 0) & (lb > 0)
-            ga = la[both].astype(np.int64) - 1 + offsets[(by, bx)]
-            gb = lb[both].astype(np.int64) - 1 + offsets[other]
-            same = classes[ga] == classes[gb]
+            ia, ib, same = _seam_pairs(a.edges[mine], a.classes, b.edges[theirs], b.classes)
+            ga, gb = ia + offsets[(by, bx)], ib + offsets[other]
             for i, j in set(zip(ga[same].tolist(), gb[same].tolist(), strict=True)):
                 uf.union(i, j)
             across.append(np.column_stack([ga[~same], gb[~same]]))
@@ -354,34 +417,117 @@ def _link(
     return keys, offsets, roots, across
 
 
+class SeamMerger:
+    """Merge block polygons one row of blocks at a time, releasing each region once it is complete.
+
+    Feed :meth:`add_row` the blocks of every block row, top to bottom. Polygons
+    that touch no block edge pass straight through; pieces on an edge wait
+    until their region can grow no further (no piece of it lies on the bottom
+    edge of the newest row), and are then dissolved into one polygon. Memory
+    holds one row of blocks plus the regions still open across its bottom
+    edge, not the scene.
+    """
+
+    def __init__(self) -> None:
+        self._pieces: dict[int, tuple[shapely.Geometry, int, int, int, int]] = {}
+        self._uf: dict[int, int] = {}
+        self._bottom: dict[int, tuple[np.ndarray, np.ndarray, int]] = {}
+        self._next = 0
+        self._xs: set[int] = set()
+        self._ys: set[int] = set()
+        self.merged = 0
+
+    def _find(self, i: int) -> int:
+        uf = self._uf
+        root = i
+        while uf[root] != root:
+            root = uf[root]
+        while uf[i] != root:
+            uf[i], i = root, uf[i]
+        return root
+
+    def add_row(self, parts: Sequence[BlockPolygons], *, last: bool) -> Polygons:
+        """The polygons completed by this row of blocks (in canonical order)."""
+        parts = sorted(parts, key=lambda p: p.index[1])
+        offset = {}
+        for p in parts:
+            offset[p.index[1]] = self._next
+            self._next += len(p)
+            self._xs.update((p.core.col0, p.core.col1))
+            self._ys.update((p.core.row0, p.core.row1))
+        done: list[Polygons] = []
+        for p in parts:
+            touching = p.touching
+            polys = p.polygons()
+            done.append(polys.take(np.flatnonzero(~touching)))
+            base = offset[p.index[1]]
+            for i in np.flatnonzero(touching).tolist():
+                gid = base + i
+                self._pieces[gid] = polys.row(i)
+                self._uf[gid] = gid
+        links: list[tuple[np.ndarray, np.ndarray]] = []
+        for a, b in itertools.pairwise(parts):
+            if b.index[1] == a.index[1] + 1:
+                ia, ib, same = _seam_pairs(a.edges["right"], a.classes, b.edges["left"], b.classes)
+                links.append((ia[same] + offset[a.index[1]], ib[same] + offset[b.index[1]]))
+        for p in parts:
+            above = self._bottom.get(p.index[1])
+            if above is not None:
+                labels, classes, base = above
+                ia, ib, same = _seam_pairs(labels, classes, p.edges["top"], p.classes)
+                links.append((ia[same] + base, ib[same] + offset[p.index[1]]))
+        for ga, gb in links:
+            for i, j in set(zip(ga.tolist(), gb.tolist(), strict=True)):
+                ri, rj = self._find(i), self._find(j)
+                if ri != rj:
+                    self._uf[max(ri, rj)] = min(ri, rj)
+        self._bottom = {p.index[1]: (p.edges["bottom"], p.classes, offset[p.index[1]]) for p in parts}
+        still_open: set[int] = set()
+        if not last:
+            for labels, _, base in self._bottom.values():
+                still_open.update(self._find(base + int(i) - 1) for i in np.unique(labels[labels > 0]))
+        groups: dict[int, list[int]] = {}
+        for gid in self._pieces:
+            root = self._find(gid)
+            if root not in still_open:
+                groups.setdefault(root, []).append(gid)
+        rows = []
+        for ids in groups.values():
+            pieces = [self._pieces.pop(g) for g in ids]
+            geom = pieces[0][0]
+            if len(pieces) > 1:
+                self.merged += 1
+                geom = _dissolve_seam_pieces(
+                    np.array([q[0] for q in pieces], dtype=object),
+                    np.array(sorted(self._xs)),
+                    np.array(sorted(self._ys)),
+                )
+            rows.append(
+                (geom, pieces[0][1], sum(q[2] for q in pieces), sum(q[3] for q in pieces), min(q[4] for q in pieces))
+            )
+        for gid in [g for g in self._uf if g not in self._pieces]:
+            del self._uf[gid]  # forget finished pieces (their roots are finished too)
+        done.append(Polygons.from_rows(rows))
+        return Polygons.concat(done).canonical()
+
+    def open_pieces(self) -> tuple[list[int], Polygons]:
+        """Ids and polygons of the pieces still waiting for the rows below."""
+        ids = list(self._pieces)
+        return ids, Polygons.from_rows([self._pieces[i] for i in ids])
+
+    def update_pieces(self, ids: list[int], polys: Polygons) -> None:
+        """Replace open pieces (after they absorbed a small neighbour)."""
+        for k, gid in enumerate(ids):
+            self._pieces[gid] = polys.row(k)
+
+
 def merge_blocks(parts: dict[tuple[int, int], BlockPolygons]) -> Polygons:
-    """Join the blocks' polygons, dissolving regions that continue across block edges."""
-    keys, _, roots, _ = _link(parts)
-    total = len(roots)
-    geoms = np.concatenate([parts[k].geoms for k in keys]) if keys else np.empty(0, object)
-    classes = np.concatenate([parts[k].classes for k in keys]) if keys else np.zeros(0, np.uint8)
-    pixels = np.concatenate([parts[k].pixels for k in keys]) if keys else np.zeros(0, np.int64)
-    conf = np.concatenate([parts[k].conf_sum for k in keys]) if keys else np.zeros(0, np.int64)
-    anchors = np.concatenate([parts[k].anchor for k in keys]) if keys else np.zeros(0, np.int64)
-    order = np.argsort(roots, kind="stable")
-    uniq, starts = np.unique(roots[order], return_index=True)
-    out_geoms = np.empty(len(uniq), dtype=object)
-    out_classes = classes[uniq]
-    out_pixels = np.add.reduceat(pixels[order], starts) if total else pixels
-    out_conf = np.add.reduceat(conf[order], starts) if total else conf
-    out_anchor = np.minimum.reduceat(anchors[order], starts) if total else anchors
-    bounds = [*starts.tolist(), total]
-    merged = 0
-    for g, (s, e) in enumerate(itertools.pairwise(bounds)):
-        if e - s == 1:
-            out_geoms[g] = geoms[order[s]]
-        else:
-            merged += 1
-            out_geoms[g] = _dissolve_seam_pieces(geoms[order[s:e]])
-    log.debug("merged %d regions cut by block edges from %d pieces", merged, total)
-    # Canonical order: what follows (coverage simplification, the file) must not see the blocks.
-    canon = np.argsort(out_anchor, kind="stable")
-    return Polygons(out_geoms, out_classes, out_pixels, out_conf, out_anchor).take(canon)
+    """Join all blocks' polygons, dissolving regions that continue across block edges (canonical order)."""
+    merger = SeamMerger()
+    rows = sorted({by for by, _ in parts})
+    out = [merger.add_row([p for k, p in parts.items() if k[0] == by], last=by == rows[-1]) for by in rows]
+    log.debug("merged %d regions cut by block edges", merger.merged)
+    return Polygons.concat(out).canonical()
 
 
 def sieve(parts: dict[tuple[int, int], BlockPolygons], min_pixels: float) -> dict[tuple[int, int], np.ndarray]:
@@ -492,16 +638,32 @@ def _dissolve(pieces: np.ndarray) -> shapely.Geometry:
     return geom
 
 
-def _dissolve_seam_pieces(pieces: np.ndarray) -> shapely.Geometry:
-    """:func:`_dissolve` for the pieces of one region cut by block edges.
+def _densify_on_lines(ring: np.ndarray, xs: np.ndarray, ys: np.ndarray) -> np.ndarray:
+    """A closed ring with a vertex at every pixel corner of its segments on the lines ``x in xs`` or ``y in ys``."""
+    p, q = ring[:-1], ring[1:]
+    on = ((p[:, 0] == q[:, 0]) & np.isin(p[:, 0], xs)) | ((p[:, 1] == q[:, 1]) & np.isin(p[:, 1], ys))
+    steps = np.where(on, np.abs(q - p).sum(axis=1), 1).astype(np.int64)
+    unit = (q - p) / steps[:, None]  # exact: +-1 or 0 on the lines, the whole segment elsewhere
+    seg = np.repeat(np.arange(len(p)), steps)
+    k = np.arange(len(seg)) - np.repeat(np.cumsum(steps) - steps, steps)
+    pts = p[seg] + unit[seg] * k[:, None]
+    return np.vstack([pts, pts[:1]])
+
+
+def _dissolve_seam_pieces(pieces: np.ndarray, xs: np.ndarray, ys: np.ndarray) -> shapely.Geometry:
+    """:func:`_dissolve` for the pieces of one region cut by the block edges at ``x in xs`` / ``y in ys``.
 
     A piece's holes lie inside its block and never touch a block edge, so only
-    the outer rings need the overlay; the holes are carried over as they are.
-    This keeps the merge fast for large regions riddled with small holes.
+    the outer rings need joining; the holes are carried over as they are.
+    With a vertex at every pixel corner along the seams, the outer rings form
+    an edge-matched coverage and join with a coverage union, far cheaper than
+    a general overlay (which stays the fallback).
     """
-    shells = shapely.polygons(shapely.get_exterior_ring(pieces))
-    merged = shapely.union_all(shells)
-    if isinstance(merged, shapely.Polygon):
+    shells = shapely.polygons(
+        [shapely.linearrings(_densify_on_lines(np.asarray(p.exterior.coords), xs, ys)) for p in pieces]
+    )
+    merged = shapely.coverage_union_all(shells)
+    if isinstance(merged, shapely.Polygon) and math.isclose(merged.area, shapely.area(shells).sum(), rel_tol=1e-12):
         piece_holes = [r for p in pieces for r in p.interiors]
         holes = [np.asarray(r.coords) for r in piece_holes]
         rings = [_ring_corners(np.asarray(r.coords)) for r in merged.interiors]
@@ -566,6 +728,12 @@ def areal_distortion(crs: CRS, x: float, y: float) -> float:
         return 0.0
 
 
+def area_method(crs: CRS, x: float, y: float) -> str:
+    """How :func:`measure` measures near ``(x, y)``: ``'planar'`` where the projection's areal
+    scale is within 0.5 % of 1, else ``'geodesic'``."""
+    return "planar" if areal_distortion(crs, x, y) <= 0.005 else "geodesic"
+
+
 def measure(geoms: np.ndarray, crs: CRS, *, method: str = "auto") -> tuple[np.ndarray, np.ndarray, str]:
     """Area (m²) and perimeter (m) of CRS geometries.
 
@@ -588,7 +756,7 @@ def measure(geoms: np.ndarray, crs: CRS, *, method: str = "auto") -> tuple[np.nd
         return np.zeros(0), np.zeros(0), "planar"
     if method == "auto":
         x0, y0, x1, y1 = shapely.total_bounds(geoms)
-        method = "planar" if areal_distortion(crs, (x0 + x1) / 2, (y0 + y1) / 2) <= 0.005 else "geodesic"
+        method = area_method(crs, (x0 + x1) / 2, (y0 + y1) / 2)
     if method == "planar":
         unit = crs.axis_info[0].unit_conversion_factor if crs.axis_info else 1.0
         return shapely.area(geoms) * unit * unit, shapely.length(geoms) * unit, "planar"
@@ -620,17 +788,33 @@ def simplify(polys: Polygons, tolerance: float) -> Polygons:
     return Polygons(geoms, polys.classes, polys.pixels, polys.conf_sum, polys.anchor)
 
 
-def absorb_small(polys: Polygons, min_pixels: float) -> Polygons:
+def absorb_small(
+    polys: Polygons, min_pixels: float, *, movable: np.ndarray | None = None
+) -> tuple[Polygons, np.ndarray, np.ndarray]:
     """Merge polygons whose *area* is below `min_pixels` into the neighbour sharing the longest edge.
 
     For the few regions that simplification shaved below the mapping unit;
     the union of coverage edges keeps the partition gap- and overlap-free.
-    Polygons with no neighbour (islands in nodata) stay.
+    Only polygons flagged in `movable` (default: all) are merged away; any
+    polygon can receive them. Polygons with no neighbour (islands in nodata)
+    stay.
+
+    Returns
+    -------
+    polygons : Polygons
+        The survivors, in their original order.
+    dest : ndarray of int64
+        For every input polygon, the index of the output polygon it is now part of.
+    keep : ndarray of int64
+        The input index of every output polygon.
     """
     areas = shapely.area(polys.geoms)
-    small = np.flatnonzero(areas < min_pixels)
+    small_mask = areas < min_pixels
+    if movable is not None:
+        small_mask &= movable
+    small = np.flatnonzero(small_mask)
     if len(small) == 0:
-        return polys
+        return polys, np.arange(len(polys)), np.arange(len(polys))
     geoms, pixels, conf = polys.geoms.copy(), polys.pixels.copy(), polys.conf_sum.copy()
     tree = shapely.STRtree(polys.geoms)
     uf = _UnionFind(len(geoms))
@@ -652,29 +836,106 @@ def absorb_small(polys: Polygons, min_pixels: float) -> Polygons:
         alive[i] = False
         uf.parent[i] = j
     keep = np.flatnonzero(alive)
-    return Polygons(geoms[keep], polys.classes[keep], pixels[keep], conf[keep], polys.anchor[keep])
+    new_index = np.full(len(geoms), -1, dtype=np.int64)
+    new_index[keep] = np.arange(len(keep))
+    dest = new_index[[uf.find(i) for i in range(len(geoms))]]
+    return Polygons(geoms[keep], polys.classes[keep], pixels[keep], conf[keep], polys.anchor[keep]), dest, keep
 
 
-def raster_block_polygons(
-    path: str,
-    plan: BlockPlan,
-    num_classes: int,
-    regions_only: bool,
-    luts: dict[tuple[int, int], np.ndarray] | None,
-    index: tuple[int, int],
-) -> BlockPolygons:
-    """One block of a class raster: region statistics (``regions_only``) or polygons (relabelled by `luts`)."""
-    core = plan.block(*index).core
-    data, valid = read_window(path, core.row0, core.col0, core.height, core.width, (1,))
-    cls = np.where(valid, data[0], NODATA).astype(np.uint8)
-    bad = (cls != NODATA) & (cls >= num_classes)
-    if bad.any():
-        raise SceneError(
-            f"{Path(path).name} holds value {int(cls[bad].max())}, which is no class id (0..{num_classes - 1}) "
-            f"and not nodata ({NODATA})"
-        )
-    if regions_only:
-        return polygonize_block(cls, None, core, index, geometry=False, adjacency=True)
-    if luts is not None:
-        cls = apply_sieve(cls, luts[index])
-    return polygonize_block(cls, None, core, index)
+def clean_block(bp: BlockPolygons, simplify_pixels: float, min_pixels: float) -> BlockPolygons:
+    """Simplify one block's polygons as a coverage and absorb those it shaved below the mapping unit.
+
+    The block's outline (its edges, the scene border and nodata) is held
+    fixed, so neighbouring blocks still meet exactly; a boundary crossing a
+    block edge keeps its vertex there. Only polygons inside the block are
+    absorbed here: the area of one on the edge is known once it is merged
+    (see :func:`absorb_small` with `movable`).
+    """
+    if len(bp) == 0 or simplify_pixels <= 0:
+        return bp
+    polys = simplify(bp.polygons(), simplify_pixels)
+    dest = np.arange(len(bp))
+    if min_pixels > 0:
+        polys, dest, _ = absorb_small(polys, min_pixels, movable=~bp.touching)
+    # absorbed polygons lie inside the block, so every edge label survives, renumbered
+    return BlockPolygons(
+        bp.index,
+        bp.core,
+        polys.geoms,
+        polys.classes,
+        polys.pixels,
+        polys.conf_sum,
+        _renumber_edges(bp.edges, dest),
+        polys.anchor,
+    )
+
+
+def _renumber_edges(edges: dict[str, np.ndarray], dest: np.ndarray) -> dict[str, np.ndarray]:
+    """Edge labels after polygon ``i`` became polygon ``dest[i]`` (0-based; labels are 1-based, 0 = none)."""
+    return {k: np.where(v > 0, dest[v - 1] + 1, 0).astype(np.int32) for k, v in edges.items()}
+
+
+def split_block(bp: BlockPolygons) -> tuple[BlockPolygons, Polygons]:
+    """A block's pieces on its edges (for :class:`SeamMerger`) and its finished polygons inside."""
+    touching = bp.touching
+    idx = np.flatnonzero(touching)
+    pieces = BlockPolygons(
+        bp.index,
+        bp.core,
+        None if bp.geoms is None else bp.geoms[idx],
+        bp.classes[idx],
+        bp.pixels[idx],
+        bp.conf_sum[idx],
+        _renumber_edges(bp.edges, np.cumsum(touching) - 1),
+        bp.anchor[idx],
+    )
+    return pieces, bp.polygons().take(np.flatnonzero(~touching))
+
+
+@dataclass
+class Features:
+    """Finished polygons, ready to write: WKB in the scene's CRS, attributes, measures in metres."""
+
+    wkb: np.ndarray
+    classes: np.ndarray
+    pixels: np.ndarray
+    conf_sum: np.ndarray
+    anchor: np.ndarray
+    area_m2: np.ndarray
+    perimeter_m: np.ndarray
+
+    def __len__(self) -> int:
+        return len(self.wkb)
+
+    @property
+    def mean_confidence(self) -> np.ndarray:
+        return _mean_confidence(self.conf_sum, self.pixels)
+
+    @classmethod
+    def concat(cls, parts: Sequence[Features]) -> Features:
+        return cls(*(np.concatenate([getattr(p, f) for p in parts]) for f in cls.__dataclass_fields__))
+
+    def canonical(self) -> Features:
+        """Sorted by anchor (first pixel in raster order)."""
+        order = np.argsort(self.anchor, kind="stable")
+        return Features(*(getattr(self, f)[order] for f in self.__dataclass_fields__))
+
+
+@dataclass(frozen=True)
+class Georef:
+    """How pixel polygons become features: the scene's transform and CRS, and the area method."""
+
+    transform: Affine
+    crs_wkt: str
+    method: str
+
+    def finish(self, polys: Polygons) -> Features:
+        geoms = to_crs(polys.geoms, self.transform)
+        area, perimeter, _ = measure(geoms, _crs(self.crs_wkt), method=self.method)
+        wkb = shapely.to_wkb(geoms) if len(geoms) else np.empty(0, dtype=object)
+        return Features(wkb, polys.classes, polys.pixels, polys.conf_sum, polys.anchor, area, perimeter)
+
+
+@functools.lru_cache(maxsize=8)
+def _crs(wkt: str) -> CRS:
+    return CRS.from_wkt(wkt)

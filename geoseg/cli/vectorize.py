@@ -25,8 +25,7 @@ if TYPE_CHECKING:
 )
 @min_area_option
 @simplify_option
-@click.option("--chunk", type=int, default=2048, show_default=True, help="Block size in pixels.")
-@click.option("--workers", type=int, default=None, help="Processes polygonising blocks [default: one per core].")
+@click.option("--workers", type=int, default=None, help="Processes polygonising cells [default: one per core].")
 @click.option("--overwrite", is_flag=True, help="Replace an existing output.")
 @click.option("-q", "--quiet", is_flag=True, help="No progress bar or summary.")
 def vectorize(
@@ -34,7 +33,6 @@ def vectorize(
     output: Path | None,
     min_area: float | None,
     simplify: float | None,
-    chunk: int,
     workers: int | None,
     overwrite: bool,
     quiet: bool,
@@ -56,7 +54,6 @@ def vectorize(
             output,
             min_area=min_area,
             simplify=simplify,
-            chunk=chunk,
             workers=workers,
             overwrite=overwrite,
             progress=progress,
