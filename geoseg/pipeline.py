@@ -751,7 +751,7 @@ def vectorize_cells(
             buffered.clear()
 
     merger = SeamMerger()
-    pending = Polygons.concat([])
+    pending = Polygons.empty()
     for by in range(ny):
         row = []
         for _ in range(nx):

@@ -15,6 +15,7 @@ transform; areas and perimeters are measured in metres (see :func:`measure`).
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import heapq
 import itertools
@@ -22,6 +23,7 @@ import logging
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Self
 
 import numpy as np
 import rasterio.features
@@ -116,8 +118,36 @@ class BlockPolygons:
             )
 
 
+class _Columns:
+    """Equal-length array columns (the dataclass fields of a subclass), one row per polygon."""
+
+    conf_sum: np.ndarray
+    pixels: np.ndarray
+    anchor: np.ndarray
+
+    def __len__(self) -> int:
+        return len(getattr(self, dataclasses.fields(self)[0].name))  # type: ignore[arg-type]
+
+    @property
+    def mean_confidence(self) -> np.ndarray:
+        """Mean blended probability of the winning class, 0-1."""
+        return self.conf_sum / np.maximum(self.pixels, 1) / 255.0
+
+    def take(self, idx: np.ndarray) -> Self:
+        return type(self)(*(getattr(self, f.name)[idx] for f in dataclasses.fields(self)))  # type: ignore[arg-type]
+
+    @classmethod
+    def concat(cls, parts: Sequence[Self]) -> Self:
+        names = [f.name for f in dataclasses.fields(cls)]  # type: ignore[arg-type]
+        return cls(*(np.concatenate([getattr(p, n) for p in parts]) for n in names))
+
+    def canonical(self) -> Self:
+        """Sorted by anchor (first pixel in raster order): an order that does not depend on blocks."""
+        return self.take(np.argsort(self.anchor, kind="stable"))
+
+
 @dataclass
-class Polygons:
+class Polygons(_Columns):
     """Land-cover polygons with per-polygon class, pixel count, summed confidence and anchor.
 
     ``anchor`` is each region's first pixel in raster order (``row << 32 | col``):
@@ -130,30 +160,18 @@ class Polygons:
     conf_sum: np.ndarray
     anchor: np.ndarray
 
-    def __len__(self) -> int:
-        return len(self.geoms)
-
-    @property
-    def mean_confidence(self) -> np.ndarray:
-        return _mean_confidence(self.conf_sum, self.pixels)
-
-    def take(self, idx: np.ndarray) -> Polygons:
-        return Polygons(self.geoms[idx], self.classes[idx], self.pixels[idx], self.conf_sum[idx], self.anchor[idx])
-
     def row(self, i: int) -> tuple[shapely.Geometry, int, int, int, int]:
         return self.geoms[i], int(self.classes[i]), int(self.pixels[i]), int(self.conf_sum[i]), int(self.anchor[i])
 
     @classmethod
-    def concat(cls, parts: Sequence[Polygons]) -> Polygons:
-        if not parts:
-            return cls(np.empty(0, object), np.zeros(0, np.uint8), *(np.zeros(0, np.int64) for _ in range(3)))
-        return cls(*(np.concatenate([getattr(p, f) for p in parts]) for f in cls.__dataclass_fields__))
+    def empty(cls) -> Polygons:
+        return cls(np.empty(0, object), np.zeros(0, np.uint8), *(np.zeros(0, np.int64) for _ in range(3)))
 
     @classmethod
     def from_rows(cls, rows: Sequence[tuple[shapely.Geometry, int, int, int, int]]) -> Polygons:
         """From ``(geometry, class, pixels, conf_sum, anchor)`` tuples."""
         if not rows:
-            return cls.concat([])
+            return cls.empty()
         geoms, classes, pixels, conf, anchor = zip(*rows, strict=True)
         return cls(
             np.array(geoms, dtype=object),
@@ -162,15 +180,6 @@ class Polygons:
             np.array(conf, dtype=np.int64),
             np.array(anchor, dtype=np.int64),
         )
-
-    def canonical(self) -> Polygons:
-        """Sorted by anchor: an order that does not depend on blocks."""
-        return self.take(np.argsort(self.anchor, kind="stable"))
-
-
-def _mean_confidence(conf_sum: np.ndarray, pixels: np.ndarray) -> np.ndarray:
-    """Mean blended probability of the winning class, 0-1."""
-    return conf_sum / np.maximum(pixels, 1) / 255.0
 
 
 def label_regions(classes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -893,7 +902,7 @@ def split_block(bp: BlockPolygons) -> tuple[BlockPolygons, Polygons]:
 
 
 @dataclass
-class Features:
+class Features(_Columns):
     """Finished polygons, ready to write: WKB in the scene's CRS, attributes, measures in metres."""
 
     wkb: np.ndarray
@@ -903,22 +912,6 @@ class Features:
     anchor: np.ndarray
     area_m2: np.ndarray
     perimeter_m: np.ndarray
-
-    def __len__(self) -> int:
-        return len(self.wkb)
-
-    @property
-    def mean_confidence(self) -> np.ndarray:
-        return _mean_confidence(self.conf_sum, self.pixels)
-
-    @classmethod
-    def concat(cls, parts: Sequence[Features]) -> Features:
-        return cls(*(np.concatenate([getattr(p, f) for p in parts]) for f in cls.__dataclass_fields__))
-
-    def canonical(self) -> Features:
-        """Sorted by anchor (first pixel in raster order)."""
-        order = np.argsort(self.anchor, kind="stable")
-        return Features(*(getattr(self, f)[order] for f in self.__dataclass_fields__))
 
 
 @dataclass(frozen=True)
