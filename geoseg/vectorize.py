@@ -23,7 +23,7 @@ import logging
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Self
+from typing import Any, Self
 
 import numpy as np
 import rasterio.features
@@ -360,8 +360,13 @@ def region_adjacency(labels: np.ndarray) -> np.ndarray:
 
 
 class _UnionFind:
-    def __init__(self, n: int) -> None:
-        self.parent = np.arange(n, dtype=np.int64)
+    """Disjoint sets over ids ``0..n-1``, or (``n=None``) over ids added one by one; roots are the smallest ids."""
+
+    def __init__(self, n: int | None = None) -> None:
+        self.parent: Any = np.arange(n, dtype=np.int64) if n is not None else {}
+
+    def add(self, i: int) -> None:
+        self.parent[i] = i
 
     def find(self, i: int) -> int:
         p = self.parent
@@ -439,21 +444,12 @@ class SeamMerger:
 
     def __init__(self) -> None:
         self._pieces: dict[int, tuple[shapely.Geometry, int, int, int, int]] = {}
-        self._uf: dict[int, int] = {}
+        self._uf = _UnionFind()
         self._bottom: dict[int, tuple[np.ndarray, np.ndarray, int]] = {}
         self._next = 0
         self._xs: set[int] = set()
         self._ys: set[int] = set()
         self.merged = 0
-
-    def _find(self, i: int) -> int:
-        uf = self._uf
-        root = i
-        while uf[root] != root:
-            root = uf[root]
-        while uf[i] != root:
-            uf[i], i = root, uf[i]
-        return root
 
     def add_row(self, parts: Sequence[BlockPolygons], *, last: bool) -> Polygons:
         """The polygons completed by this row of blocks (in canonical order)."""
@@ -473,7 +469,7 @@ class SeamMerger:
             for i in np.flatnonzero(touching).tolist():
                 gid = base + i
                 self._pieces[gid] = polys.row(i)
-                self._uf[gid] = gid
+                self._uf.add(gid)
         links: list[tuple[np.ndarray, np.ndarray]] = []
         for a, b in itertools.pairwise(parts):
             if b.index[1] == a.index[1] + 1:
@@ -487,17 +483,15 @@ class SeamMerger:
                 links.append((ia[same] + base, ib[same] + offset[p.index[1]]))
         for ga, gb in links:
             for i, j in set(zip(ga.tolist(), gb.tolist(), strict=True)):
-                ri, rj = self._find(i), self._find(j)
-                if ri != rj:
-                    self._uf[max(ri, rj)] = min(ri, rj)
+                self._uf.union(i, j)
         self._bottom = {p.index[1]: (p.edges["bottom"], p.classes, offset[p.index[1]]) for p in parts}
         still_open: set[int] = set()
         if not last:
             for labels, _, base in self._bottom.values():
-                still_open.update(self._find(base + int(i) - 1) for i in np.unique(labels[labels > 0]))
+                still_open.update(self._uf.find(base + int(i) - 1) for i in np.unique(labels[labels > 0]))
         groups: dict[int, list[int]] = {}
         for gid in self._pieces:
-            root = self._find(gid)
+            root = self._uf.find(gid)
             if root not in still_open:
                 groups.setdefault(root, []).append(gid)
         rows = []
@@ -514,8 +508,8 @@ class SeamMerger:
             rows.append(
                 (geom, pieces[0][1], sum(q[2] for q in pieces), sum(q[3] for q in pieces), min(q[4] for q in pieces))
             )
-        for gid in [g for g in self._uf if g not in self._pieces]:
-            del self._uf[gid]  # forget finished pieces (their roots are finished too)
+        for gid in [g for g in self._uf.parent if g not in self._pieces]:
+            del self._uf.parent[gid]  # forget finished pieces (their roots are finished too)
         done.append(Polygons.from_rows(rows))
         return Polygons.concat(done).canonical()
 
