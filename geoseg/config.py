@@ -21,7 +21,9 @@ class RunConfig(BaseModel):
     Sizes are in pixels, `simplify` in metres, `min_area` in square metres.
     `tile` defaults to the tile size stored in the model; `simplify` and
     `min_area` default (None) to one pixel and 16 pixels of the scene, and 0
-    keeps the exact pixel polygons.
+    keeps the exact pixel polygons. `model` is a checkpoint file; the command
+    line also takes installed model names and URLs and turns them into a file
+    with :func:`geoseg.library.resolve_model` first.
     """
 
     model_config = ConfigDict(frozen=True, extra="forbid")

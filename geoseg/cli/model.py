@@ -1,13 +1,20 @@
-"""``geoseg model``: create and import self-describing checkpoints."""
+"""``geoseg model``: create and import self-describing checkpoints, and manage the installed models."""
 
 from __future__ import annotations
 
+import contextlib
+import json
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import click
 
 from ..errors import ConfigError, OutputExistsError
 from ..predict.spec import ARCHITECTURES, ENCODERS
+
+if TYPE_CHECKING:
+    from ..library import InstalledModel
 
 
 def _floats(text: str, what: str, n: int) -> tuple[float, ...]:
@@ -38,7 +45,13 @@ def _check_output(output: Path, overwrite: bool) -> None:
 
 @click.group()
 def model() -> None:
-    """Create or import model checkpoints."""
+    """Create, import and install model checkpoints.
+
+    \b
+    geoseg model install model.pt --default    copy a checkpoint into the models folder
+    geoseg model list                          the installed models
+    geoseg run scene.tif                       runs the default model
+    """
 
 
 @model.command("init")
@@ -130,3 +143,140 @@ def import_(
         name=name,
     )
     click.echo(f"wrote {output} ({spec.arch}/{spec.encoder}, {spec.in_channels} bands)")
+
+
+class _DownloadBar:
+    """A rich download bar on stderr, shown from the first progress call (a model already here shows nothing)."""
+
+    def __init__(self, title: str) -> None:
+        self.title = title
+        self.progress: Any = None
+        self.task: Any = None
+
+    def __call__(self, done: int, total: int | None) -> None:
+        if self.progress is None:
+            from rich.console import Console
+            from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TransferSpeedColumn
+
+            self.progress = Progress(
+                TextColumn(f"[bold]download[/] {self.title}"),
+                BarColumn(),
+                DownloadColumn(),
+                TransferSpeedColumn(),
+                console=Console(stderr=True),
+            )
+            self.progress.start()
+            self.task = self.progress.add_task("download", total=total)
+        self.progress.update(self.task, completed=done, total=total)
+
+    def close(self, failed: bool) -> None:
+        if self.progress is not None:
+            if failed:  # a failed download leaves only its error message on the terminal
+                self.progress.live.transient = True
+            self.progress.stop()
+
+
+@contextlib.contextmanager
+def download_progress(title: str, quiet: bool) -> Iterator[Callable[[int, int | None], None] | None]:
+    """Yields a progress callback for :func:`geoseg.library.install` (None when `quiet`)."""
+    if quiet:
+        yield None
+        return
+    bar = _DownloadBar(title)
+    failed = True
+    try:
+        yield bar
+        failed = False
+    finally:
+        bar.close(failed)
+
+
+def _describe(m: InstalledModel) -> str:
+    return f"{m.arch}/{m.encoder}, {','.join(m.bands)}"
+
+
+@model.command("install")
+@click.argument("source")
+@click.option("--name", default=None, help="Name to install it under [default: the checkpoint's name or file stem].")
+@click.option("--default", "make_default", is_flag=True, help="Use it when `geoseg run` is given no --model.")
+@click.option("--overwrite", is_flag=True, help="Replace an installed model of the same name (and download again).")
+@click.option(
+    "--sha256", default=None, metavar="HEX", help="Expected SHA-256 of the file (or end a URL in #sha256=HEX)."
+)
+@click.option("-q", "--quiet", is_flag=True, help="No download progress bar.")
+def install(
+    source: str, name: str | None, make_default: bool, overwrite: bool, sha256: str | None, quiet: bool
+) -> None:
+    """Copy or download SOURCE, a geoseg checkpoint file or an http(s):// URL, into the models folder.
+
+    The models folder is $GEOSEG_HOME/models, else the user data folder; installed models
+    run by name: `geoseg run scene.tif --model NAME`.
+    """
+    from .. import library
+
+    title = source.split("#")[0].rstrip("/").rsplit("/", 1)[-1] or source
+    with download_progress(title, quiet or "://" not in source) as progress:
+        m = library.install(
+            source, name=name, default=make_default, overwrite=overwrite, sha256=sha256, progress=progress
+        )
+    click.echo(f"installed {m.name} ({_describe(m)}) -> {m.path}" + (" [default]" if m.is_default else ""))
+
+
+@model.command("list")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+def list_(as_json: bool) -> None:
+    """List the installed models (* marks the default)."""
+    from .. import library
+
+    models = library.list_models()
+    if as_json:
+        click.echo(json.dumps([m.to_dict() for m in models], indent=2))
+        return
+    if not models:
+        click.echo("no models installed (geoseg model install CKPT)")
+        return
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(show_edge=False)
+    table.add_column("name", no_wrap=True)
+    table.add_column("default", justify="center", no_wrap=True)
+    table.add_column("model", no_wrap=True)
+    table.add_column("bands", overflow="fold")
+    table.add_column("classes", justify="right", no_wrap=True)
+    table.add_column("sha256", no_wrap=True)
+    table.add_column("source", overflow="fold")
+    for m in models:
+        table.add_row(
+            m.name,
+            "*" if m.is_default else "",
+            f"{m.arch}/{m.encoder}",
+            ",".join(m.bands),
+            str(len(m.classes)),
+            m.sha256[:12],
+            m.source,
+        )
+    console = Console()
+    if not console.is_terminal:  # piped into a file or another program: do not crop long sources
+        console.width = 240
+    console.print(table)
+
+
+@model.command("remove")
+@click.argument("name")
+def remove(name: str) -> None:
+    """Delete the installed model NAME."""
+    from .. import library
+
+    m = library.remove(name)
+    click.echo(f"removed {m.name} ({m.path})" + ("; no default model is set now" if m.is_default else ""))
+
+
+@model.command("default")
+@click.argument("name")
+def default(name: str) -> None:
+    """Make the installed model NAME the one `geoseg run` uses without --model."""
+    from .. import library
+
+    m = library.set_default(name)
+    click.echo(f"default model: {m.name} ({_describe(m)}) -> {m.path}")

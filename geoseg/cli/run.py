@@ -18,9 +18,10 @@ from ._options import min_area_option, simplify_option
     "-m",
     "--model",
     "model",
-    type=click.Path(path_type=Path),
-    required=True,
-    help="geoseg checkpoint (.pt), see `geoseg model`.",
+    default=None,
+    metavar="MODEL",
+    help="Checkpoint path, installed model name or URL [default: $GEOSEG_MODEL or the default installed model], "
+    "see `geoseg model`.",
 )
 @click.option(
     "-o", "--outdir", type=click.Path(path_type=Path), default=None, help="Output folder [default: the scene's folder]."
@@ -55,7 +56,7 @@ from ._options import min_area_option, simplify_option
 @click.option("-q", "--quiet", is_flag=True, help="No progress bar or summary.")
 def run(
     scene: Path,
-    model: Path,
+    model: str | None,
     outdir: Path | None,
     tile: int | None,
     overlap: int,
@@ -78,14 +79,20 @@ def run(
     Writes <stem>.classes.tif (COG, class ids, 255 = nodata),
     <stem>.landcover.gpkg (layer `landcover`) and <stem>.run.json into the output
     folder. An interrupted run resumes from its <stem>.zarr working store.
+    Without --model it runs $GEOSEG_MODEL or the default installed model
+    (`geoseg model install CKPT --default`).
     """
+    from ..library import resolve_model
     from ..pipeline import run as run_pipeline
     from ._progress import RunProgress, print_summary
+    from .model import download_progress
 
+    with download_progress((model or "model").split("#")[0].rsplit("/", 1)[-1], quiet) as download:
+        model_path = resolve_model(model, progress=download)
     try:
         cfg = RunConfig.build(
             scene=scene,
-            model=model,
+            model=model_path,
             outdir=outdir,
             tile=tile,
             overlap=overlap,
