@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from types import TracebackType
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from rich.console import Console
 from rich.progress import (
@@ -78,3 +78,51 @@ def print_summary(result: RunResult) -> None:
     )
     for key, path in result.outputs.items():
         console.print(f"  {key:<10} {path}")
+
+
+class TrainProgress:
+    """A training bar (steps, with epoch and loss) and a line per epoch, on stderr."""
+
+    def __init__(self, title: str, console: Console) -> None:
+        self.console = console
+        self.title = title
+        self.progress = Progress(
+            TextColumn("[bold]{task.description}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TimeElapsedColumn(),
+            TextColumn("eta"),
+            TimeRemainingColumn(),
+            console=console,
+        )
+        self.tasks: dict[str, TaskID] = {}
+
+    def __enter__(self) -> TrainProgress:
+        self.progress.__enter__()
+        return self
+
+    def __exit__(self, et: type[BaseException] | None, ev: BaseException | None, tb: TracebackType | None) -> None:
+        if et is not None:
+            self.progress.live.transient = True
+        self.progress.__exit__(et, ev, tb)
+
+    def update_stage(self, stage: str, done: int, total: int) -> None:
+        """A plain bar for another stage (data, segment, vectorize, export, evaluate)."""
+        if stage not in self.tasks:
+            self.tasks[stage] = self.progress.add_task(_LABELS.get(stage, stage), total=total)
+        self.progress.update(self.tasks[stage], completed=done, total=total)
+
+    def update(self, stage: str, done: int, total: int, info: dict[str, Any]) -> None:
+        if stage == "epoch":
+            score = f", validation mIoU {info['val_miou']:.4f}" if "val_miou" in info else ""
+            best = " (best)" if info.get("best") else ""
+            self.progress.console.print(
+                f"epoch {done}/{total}: loss {info['loss']:.4f}{score}{best} [{info['seconds']:.0f} s]"
+            )
+            if "validate" in self.tasks:
+                self.progress.remove_task(self.tasks.pop("validate"))
+            return
+        if stage not in self.tasks:
+            self.tasks[stage] = self.progress.add_task(stage, total=total)
+        text = f"{self.title} epoch {info['epoch']} loss {info['loss']:.3f}" if stage == "train" else "validate"
+        self.progress.update(self.tasks[stage], completed=done, total=total, description=text)
