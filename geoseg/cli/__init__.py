@@ -56,12 +56,18 @@ def main(verbose: int) -> None:
     _setup_logging(verbose)
 
 
+from . import demo as _demo  # noqa: E402
+from . import evaluate as _evaluate  # noqa: E402
 from . import info as _info  # noqa: E402
 from . import model as _model  # noqa: E402
 from . import run as _run  # noqa: E402
+from . import train as _train  # noqa: E402
 from . import vectorize as _vectorize  # noqa: E402
 
 main.add_command(_run.run)
 main.add_command(_info.info)
 main.add_command(_model.model)
 main.add_command(_vectorize.vectorize)
+main.add_command(_train.train)
+main.add_command(_evaluate.evaluate)
+main.add_command(_demo.demo)
