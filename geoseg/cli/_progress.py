@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from types import TracebackType
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Self
 
 from rich.console import Console
 from rich.progress import (
@@ -23,13 +23,13 @@ if TYPE_CHECKING:
 _LABELS = {"segment": "segment  ", "vectorize": "vectorize", "export": "export   "}
 
 
-class RunProgress:
-    """One bar per stage, with ETA, on stderr."""
+class _Bars:
+    """Progress bars with ETA on stderr, one per stage; a failed run leaves only its error message."""
 
-    def __init__(self, title: str) -> None:
-        self.console = Console(stderr=True)
+    def __init__(self, description: str, console: Console | None = None) -> None:
+        self.console = console or Console(stderr=True)
         self.progress = Progress(
-            TextColumn(f"[bold]{title}[/] {{task.description}}"),
+            TextColumn(description),
             BarColumn(),
             MofNCompleteColumn(),
             TimeElapsedColumn(),
@@ -40,19 +40,31 @@ class RunProgress:
         )
         self.tasks: dict[str, TaskID] = {}
 
-    def __enter__(self) -> RunProgress:
+    def __enter__(self) -> Self:
         self.progress.__enter__()
         return self
 
     def __exit__(self, et: type[BaseException] | None, ev: BaseException | None, tb: TracebackType | None) -> None:
-        if et is not None:  # a failed run leaves only its error message on the terminal
+        if et is not None:
             self.progress.live.transient = True
         self.progress.__exit__(et, ev, tb)
 
-    def update(self, stage: str, completed: int, total: int) -> None:
+    def bar(self, stage: str, done: int, total: int, description: str | None = None) -> None:
+        """Create or move the bar of `stage` (labelled `description`, default the stage's label)."""
+        text = description or _LABELS.get(stage, stage)
         if stage not in self.tasks:
-            self.tasks[stage] = self.progress.add_task(_LABELS.get(stage, stage), total=total)
-        self.progress.update(self.tasks[stage], completed=completed, total=total)
+            self.tasks[stage] = self.progress.add_task(text, total=total)
+        self.progress.update(self.tasks[stage], completed=done, total=total, description=text)
+
+
+class RunProgress(_Bars):
+    """One bar per stage of a run: ``update(stage, completed, total)``."""
+
+    def __init__(self, title: str) -> None:
+        super().__init__(f"[bold]{title}[/] {{task.description}}")
+
+    def update(self, stage: str, completed: int, total: int) -> None:
+        self.bar(stage, completed, total)
 
 
 def _area(m2: float) -> str:
@@ -80,37 +92,16 @@ def print_summary(result: RunResult) -> None:
         console.print(f"  {key:<10} {path}")
 
 
-class TrainProgress:
-    """A training bar (steps, with epoch and loss) and a line per epoch, on stderr."""
+class TrainProgress(_Bars):
+    """A training bar (steps, with epoch and loss), a line per epoch, and plain bars for other stages."""
 
     def __init__(self, title: str, console: Console) -> None:
-        self.console = console
+        super().__init__("[bold]{task.description}", console)
         self.title = title
-        self.progress = Progress(
-            TextColumn("[bold]{task.description}"),
-            BarColumn(),
-            MofNCompleteColumn(),
-            TimeElapsedColumn(),
-            TextColumn("eta"),
-            TimeRemainingColumn(),
-            console=console,
-        )
-        self.tasks: dict[str, TaskID] = {}
-
-    def __enter__(self) -> TrainProgress:
-        self.progress.__enter__()
-        return self
-
-    def __exit__(self, et: type[BaseException] | None, ev: BaseException | None, tb: TracebackType | None) -> None:
-        if et is not None:
-            self.progress.live.transient = True
-        self.progress.__exit__(et, ev, tb)
 
     def update_stage(self, stage: str, done: int, total: int) -> None:
         """A plain bar for another stage (data, segment, vectorize, export, evaluate)."""
-        if stage not in self.tasks:
-            self.tasks[stage] = self.progress.add_task(_LABELS.get(stage, stage), total=total)
-        self.progress.update(self.tasks[stage], completed=done, total=total)
+        self.bar(stage, done, total)
 
     def update(self, stage: str, done: int, total: int, info: dict[str, Any]) -> None:
         if stage == "epoch":
@@ -122,7 +113,5 @@ class TrainProgress:
             if "validate" in self.tasks:
                 self.progress.remove_task(self.tasks.pop("validate"))
             return
-        if stage not in self.tasks:
-            self.tasks[stage] = self.progress.add_task(stage, total=total)
         text = f"{self.title} epoch {info['epoch']} loss {info['loss']:.3f}" if stage == "train" else "validate"
-        self.progress.update(self.tasks[stage], completed=done, total=total, description=text)
+        self.bar(stage, done, total, text)
