@@ -27,6 +27,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..errors import CheckpointError
+from ..metrics import IGNORE, ConfusionMatrix
 from .checkpoint import load_checkpoint, save_checkpoint
 from .engine import resolve_device
 from .models import build_model, input_multiple
@@ -36,7 +37,6 @@ __all__ = ["FitOptions", "FitResult", "fit", "segmentation_loss"]
 
 log = logging.getLogger(__name__)
 
-IGNORE = 255
 _STATE_KEY = "geoseg_train_state"
 
 #: progress(stage, done, total, info); stages "train" (steps) and "validate" (windows).
@@ -169,10 +169,10 @@ def _validate(
     device: torch.device,
     precision: str,
     progress: FitProgress | None,
-) -> np.ndarray:
-    """Confusion matrix (rows = reference) of the model on the validation windows."""
+) -> ConfusionMatrix:
+    """Confusion matrix of the model on the validation windows."""
     model.eval()
-    cm = np.zeros((num_classes, num_classes), np.int64)
+    cm = ConfusionMatrix(num_classes)
     multiple = input_multiple(model)
     cast, _ = _autocast(device, precision)
     items = list(windows())
@@ -181,26 +181,11 @@ def _validate(
         x, h, w = _pad_to(norm(x), multiple)
         with cast:
             logits = model(x)
-        pred = logits[0, :, :h, :w].argmax(0).cpu().numpy()
-        keep = label != IGNORE
-        cm += np.bincount(
-            label[keep].astype(np.int64) * num_classes + pred[keep], minlength=num_classes * num_classes
-        ).reshape(num_classes, num_classes)
+        cm.update(logits[0, :, :h, :w].argmax(0).cpu().numpy(), label)
         if progress:
             progress("validate", i + 1, len(items), {})
     model.train()
     return cm
-
-
-def miou(cm: np.ndarray) -> tuple[float, np.ndarray]:
-    """Mean IoU over the classes present in the reference, and the per-class IoU (NaN where absent)."""
-    tp = np.diag(cm).astype(np.float64)
-    support = cm.sum(1)
-    union = support + cm.sum(0) - tp
-    iou = np.full(len(tp), np.nan)
-    present = support > 0
-    iou[present] = tp[present] / union[present]
-    return (float(np.nanmean(iou)) if present.any() else float("nan")), iou
 
 
 def _state_path(out: Path) -> Path:
@@ -333,11 +318,11 @@ def fit(
         }
         score = float(epoch)
         if val is not None:
-            cm = _validate(model, norm, val, spec.num_classes, device, options.precision, progress)
-            score, iou = miou(cm)
+            scores = _validate(model, norm, val, spec.num_classes, device, options.precision, progress).scores()
+            score, iou = scores.miou, scores.iou
             record["val_miou"] = round(score, 5)
             record["val_iou"] = [None if math.isnan(v) else round(float(v), 5) for v in iou]
-            record["val_oa"] = round(float(np.trace(cm) / max(cm.sum(), 1)), 5)
+            record["val_oa"] = round(scores.overall_accuracy, 5)
         improved = score > best
         if improved:
             best, best_epoch = score, epoch + 1
