@@ -122,7 +122,8 @@ def evaluate(
     outdir.mkdir(parents=True, exist_ok=True)
     scratch = outdir / ".stand-in"
     scratch.mkdir(exist_ok=True)
-    totals = {name: ConfusionMatrix(n) for name in PROTOCOLS}
+    # one matrix per reference (full, eroded); the no-clutter protocols score the same matrices
+    totals = {False: ConfusionMatrix(n), True: ConfusionMatrix(n)}
     per_image: list[dict[str, Any]] = []
     try:
         for i, sample in enumerate(samples):
@@ -164,19 +165,20 @@ def evaluate(
                 "eroded_reference": eroded_kind,
                 "seconds": round(result.timings["total"], 2),
             }
+            matrices = {}
+            for use_eroded, ref in ((False, reference), (True, eroded)):
+                matrices[use_eroded] = ConfusionMatrix(n)
+                matrices[use_eroded].update(pred, np.where(unscored, NODATA, ref))
+                totals[use_eroded] = totals[use_eroded] + matrices[use_eroded]
             for name, (use_eroded, exclude) in PROTOCOLS.items():
-                target = np.where(unscored, NODATA, eroded if use_eroded else reference)
-                cm = ConfusionMatrix(n)
-                cm.update(np.where(target == NODATA, 0, pred), target)
-                totals[name] = totals[name] + cm
-                s = cm.scores(exclude=exclude)
+                s = matrices[use_eroded].scores(exclude=exclude)
                 entry[name] = {"oa": _num(s.overall_accuracy), "mean_f1": _num(s.mean_f1), "miou": _num(s.miou)}
             per_image.append(entry)
             if progress:
                 progress("images", i + 1, len(samples))
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
-    scores = {name: totals[name].scores(exclude=exclude) for name, (_, exclude) in PROTOCOLS.items()}
+    scores = {name: totals[use_eroded].scores(exclude=exclude) for name, (use_eroded, exclude) in PROTOCOLS.items()}
     primary = "eroded, all classes"
     report = {
         "model": {"path": str(Path(model).resolve()), "name": spec.name, "arch": spec.arch, "encoder": spec.encoder},
