@@ -10,7 +10,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from .errors import ConfigError
 
-__all__ = ["RunConfig", "parse_bands"]
+__all__ = ["RunConfig", "config_error", "parse_bands"]
 
 _SCHEDULER = re.compile(r"^(threads|processes|synchronous|local(:\d+)?|tcp://\S+|tls://\S+)$")
 
@@ -82,10 +82,17 @@ class RunConfig(BaseModel):
         try:
             return cls(**values)
         except ValidationError as exc:
-            err = exc.errors()[0]
-            where = ".".join(str(p) for p in err["loc"]) or "settings"
-            msg = err["msg"].removeprefix("Value error, ")
-            raise ConfigError(f"invalid {where}: {msg}") from None
+            raise config_error(exc) from None
+
+
+def config_error(exc: ValidationError) -> ConfigError:
+    """A settings model's first validation error as one line naming the setting and the value given."""
+    err = exc.errors()[0]
+    where = ".".join(str(p) for p in err["loc"]) or "settings"
+    msg = err["msg"].removeprefix("Value error, ")
+    given = err.get("input")
+    got = "" if str(given) in msg else f" (got {given!r})"
+    return ConfigError(f"invalid {where}: {msg}{got}")
 
 
 def parse_bands(text: str | None) -> tuple[int, ...] | None:

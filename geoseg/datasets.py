@@ -613,9 +613,11 @@ def _match_folders(images: Sequence[Path], labels: Sequence[Path]) -> list[tuple
 
 
 def _as_paths(value: Sequence[PathLike] | PathLike) -> Path | list[Path]:
+    """One path, or a list of files; a list holding one folder is that folder (as command lines give it)."""
     if isinstance(value, (str, os.PathLike)):
         return Path(value)
-    return [Path(v) for v in value]
+    paths = [Path(v) for v in value]
+    return paths[0] if len(paths) == 1 and paths[0].is_dir() else paths
 
 
 def pairs(
@@ -631,7 +633,8 @@ def pairs(
     Parameters
     ----------
     images, labels : sequence of path-like, or path-like
-        Two lists of files paired in order, or two folders whose rasters
+        Two lists of files paired in order, or two folders (also as
+        one-element lists) whose rasters
         (GeoTIFF, PNG, JPEG...) are paired by file stem: a label matches the
         image with the same stem once suffixes such as ``_label``, ``_gt``,
         ``_ann``, ``_mask`` or ``_noBoundary`` (and ``_img``, ``_RGB`` on the

@@ -25,6 +25,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from .classes import ISPRS
+from .config import config_error
 from .errors import ConfigError
 
 __all__ = ["TrainConfig", "TrainResult", "class_weights", "train"]
@@ -119,9 +120,7 @@ class TrainConfig(BaseModel):
         try:
             cfg = cls(**data)
         except ValidationError as exc:
-            err = exc.errors()[0]
-            where = ".".join(str(p) for p in err["loc"]) or "settings"
-            raise ConfigError(f"{where}: {err['msg']} (got {err.get('input')!r})") from None
+            raise config_error(exc) from None
         if cfg.dataset is None and not (cfg.images and cfg.labels):
             raise ConfigError(
                 "no training data: give dataset (potsdam:ROOT, vaihingen:ROOT, synthetic:DIR:N) or images + labels"
@@ -167,10 +166,12 @@ def _samples(cfg: TrainConfig, spec: str | None) -> tuple[list[Any], list[Any], 
 
     if spec is None:
         assert cfg.images and cfg.labels
-        images: Any = cfg.images[0] if len(cfg.images) == 1 and cfg.images[0].is_dir() else cfg.images
-        labels: Any = cfg.labels[0] if len(cfg.labels) == 1 and cfg.labels[0].is_dir() else cfg.labels
         found = datasets.pairs(
-            images, labels, label_kind=cfg.label_kind, index_offset=cfg.index_offset, ignore_value=cfg.ignore_value
+            cfg.images,
+            cfg.labels,
+            label_kind=cfg.label_kind,
+            index_offset=cfg.index_offset,
+            ignore_value=cfg.ignore_value,
         )
         return found, [], None
     kind, _, rest = spec.partition(":")

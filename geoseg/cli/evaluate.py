@@ -67,8 +67,8 @@ def evaluate(
         samples = datasets.dataset_from_spec(dataset)
     else:
         samples = datasets.pairs(
-            list(images) if len(images) > 1 or not images[0].is_dir() else images[0],
-            list(labels) if len(labels) > 1 or not labels[0].is_dir() else labels[0],
+            list(images),
+            list(labels),
             label_kind=label_kind,  # type: ignore[arg-type]
             index_offset=index_offset,
             ignore_value=ignore_value,
