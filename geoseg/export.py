@@ -8,6 +8,7 @@ holds either the previous file, nothing, or the complete new file.
 from __future__ import annotations
 
 import contextlib
+import glob
 import json
 import logging
 import os
@@ -32,7 +33,7 @@ from .raster import SceneInfo
 from .store import WorkStore
 from .tiling import BlockPlan
 
-__all__ = ["GeoPackageWriter", "staged", "write_class_cog", "write_json"]
+__all__ = ["GeoPackageWriter", "remove_stale_parts", "staged", "write_class_cog", "write_json"]
 
 log = logging.getLogger(__name__)
 
@@ -56,6 +57,13 @@ def staged(path: str | os.PathLike[str]) -> Iterator[Path]:
     except BaseException:
         _cleanup(tmp)
         raise
+
+
+def remove_stale_parts(path: str | os.PathLike[str]) -> None:
+    """Remove the temporary files of `path` that a killed process left behind (see :func:`staged`)."""
+    path = Path(path)
+    for p in path.parent.glob(f".{glob.escape(path.stem)}.part-*{glob.escape(path.suffix)}*"):
+        p.unlink(missing_ok=True)
 
 
 def _cleanup(tmp: Path) -> None:

@@ -427,8 +427,14 @@ def run(cfg: RunConfig, *, progress: ProgressCallback | None = None) -> RunResul
     _check_outdir(outdir)
     wanted = ["classes", "landcover", "report"] + [k for k in ("confidence", "preview") if getattr(cfg, k)]
     existing = [paths[k].name for k in wanted if paths[k].exists()]
-    if existing and not cfg.overwrite:
+    # A working store without a run report is a run that was killed while exporting: finish it.
+    interrupted = paths["store"].exists() and not paths["report"].exists()
+    if existing and not cfg.overwrite and not interrupted:
         raise OutputExistsError(f"{', '.join(existing)} already exist(s) in {outdir}; pass --overwrite to replace")
+    from .export import remove_stale_parts
+
+    for key in ("classes", "landcover", "report", "confidence", "preview"):
+        remove_stale_parts(paths[key])  # what a killed run was writing
 
     t0 = time.perf_counter()
     checksum = file_checksum(info.path)
