@@ -49,6 +49,7 @@ def main(verbose: int) -> None:
 
     \b
     geoseg run scene.tif --model model.pt      scene -> classes COG + land-cover GeoPackage
+    geoseg batch workflows/region.yaml         many scenes -> one regional layer (resumable)
     geoseg info scene.tif|model.pt             what a scene or a model holds
     geoseg vectorize scene.classes.tif         class raster -> land-cover GeoPackage
     geoseg model init -o model.pt              a new (untrained) model checkpoint
@@ -56,6 +57,7 @@ def main(verbose: int) -> None:
     _setup_logging(verbose)
 
 
+from . import batch as _batch  # noqa: E402
 from . import demo as _demo  # noqa: E402
 from . import evaluate as _evaluate  # noqa: E402
 from . import info as _info  # noqa: E402
@@ -71,3 +73,4 @@ main.add_command(_vectorize.vectorize)
 main.add_command(_train.train)
 main.add_command(_evaluate.evaluate)
 main.add_command(_demo.demo)
+main.add_command(_batch.batch)

@@ -115,3 +115,54 @@ class TrainProgress(_Bars):
             return
         text = f"{self.title} epoch {info['epoch']} loss {info['loss']:.3f}" if stage == "train" else "validate"
         self.bar(stage, done, total, text)
+
+
+class BatchProgress(_Bars):
+    """A bar over the job's scenes (with ETA), the current scene's stage bars, and a line per finished scene."""
+
+    def __init__(self, region: str) -> None:
+        super().__init__("[bold]{task.description}")
+        self.region = region
+
+    def update(self, event: str, info: dict[str, Any]) -> None:
+        if event == "scene":
+            for stage in [s for s in self.tasks if s != "scenes"]:
+                self.progress.remove_task(self.tasks.pop(stage))
+            self.bar("scenes", info["index"], info["total"], f"{self.region} ({info['name']})")
+        elif event == "stage":
+            self.bar(info["stage"], info["done"], info["total"], f"  {_LABELS.get(info['stage'], info['stage'])}")
+        elif event == "outcome":
+            o = info["outcome"]
+            style = {"done": "green", "skipped": "dim", "failed": "red"}.get(o.status, "yellow")
+            detail = f": {o.error}" if o.error else f" in {o.seconds:.1f} s" if o.status == "done" else ""
+            self.progress.console.print(f"[{style}]{o.scene}: {o.status}{detail}[/]", highlight=False)
+            self.bar("scenes", info["index"] + 1, info["total"], self.region)
+        elif event == "merge":
+            self.bar("merge", info["done"], 1, f"  merge {info['scenes']} scenes")
+
+
+def print_batch_summary(result: Any, *, dry_run: bool = False) -> None:
+    """A row per scene (status, time, km² per class) and the totals."""
+    console = Console(stderr=True)
+    names: list[str] = list(dict.fromkeys(n for o in result.scenes for n in o.class_areas_m2))
+    table = Table(title=f"{result.region}: {'plan' if dry_run else 'scenes'}", show_edge=False)
+    for col, justify in [("scene", "left"), ("status", "left"), ("time", "right")]:
+        table.add_column(col, justify=justify)  # type: ignore[arg-type]
+    for n in names:
+        table.add_column(f"{n}\nkm²", justify="right")
+    totals = dict.fromkeys(names, 0.0)
+    for o in result.scenes:
+        row = [o.scene, o.status, f"{o.seconds:.1f} s"]
+        for n in names:
+            a = o.class_areas_m2.get(n)
+            row.append("" if a is None else f"{a / 1e6:.4f}")
+            totals[n] += a or 0.0
+        table.add_row(*row)
+    table.add_row("total", "", f"{result.seconds:.1f} s", *(f"{totals[n] / 1e6:.4f}" for n in names), style="bold")
+    console.print(table)
+    for o in result.scenes:
+        if o.error:
+            console.print(f"[red]{o.scene}[/]: {o.error}", highlight=False)
+    if result.regional is not None:
+        console.print(f"regional layer: {result.regional} ({result.regional_features:,} polygons)")
+    console.print(f"manifest: {result.manifest}" if not dry_run else "dry run: nothing was written")

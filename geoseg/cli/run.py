@@ -9,7 +9,7 @@ import click
 
 from ..config import RunConfig, parse_bands
 from ..errors import ConfigError
-from ._options import min_area_option, simplify_option
+from ._options import log_options, min_area_option, simplify_option
 
 
 @click.command()
@@ -53,6 +53,7 @@ from ._options import min_area_option, simplify_option
 @click.option("--preview", is_flag=True, help="Also write <stem>.preview.png: scene, class overlay, legend.")
 @click.option("--keep-intermediate", is_flag=True, help="Keep the <stem>.zarr working store after success.")
 @click.option("--overwrite", is_flag=True, help="Replace existing outputs.")
+@log_options
 @click.option("-q", "--quiet", is_flag=True, help="No progress bar or summary.")
 def run(
     scene: Path,

@@ -1,0 +1,532 @@
+"""Regional mapping jobs: many scenes, one job file, unattended and resumable.
+
+A job file (YAML) names the region, the scenes (globs, paths, or text files
+listing paths), the model, the output folder and the settings of
+``geoseg run``::
+
+    region: harbour-east
+    scenes: [ortho/2026-11/*.tif]
+    model: demo
+    output: maps/harbour-east
+    run: {overlap: 64, preview: true}
+    retries: 1
+    merge: true
+
+:func:`run_batch` maps every scene into ``<output>/scenes/``, skipping scenes
+whose outputs are complete and current (same input checksum, model hash and
+settings, read back from each scene's run report), resuming interrupted scenes
+from their zarr stores, retrying unexpected failures and carrying on past
+scenes that keep failing. It writes ``<output>/<region>.manifest.json`` after
+every scene and, with ``merge``, the regional layer
+``<output>/<region>.landcover.gpkg`` (see :mod:`geoseg.regional`). A lock file
+in the output folder stops two runs of one job from overlapping; the operating
+system releases it when its process ends, however it ends.
+"""
+
+from __future__ import annotations
+
+import glob
+import json
+import logging
+import os
+import time
+import traceback
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from .config import RunConfig, config_error
+from .errors import ConfigError, GeosegError, GeosegIOError
+
+__all__ = [
+    "BatchJob",
+    "BatchResult",
+    "JobLockedError",
+    "RunSettings",
+    "SceneOutcome",
+    "load_job",
+    "run_batch",
+    "scene_paths",
+]
+
+log = logging.getLogger(__name__)
+
+#: Settings of ``geoseg run`` that change no output byte: a scene mapped with other values is still current.
+_NEUTRAL = frozenset({"scene", "model", "outdir", "overwrite", "chunk", "scheduler", "workers", "keep_intermediate"})
+_GLOB = frozenset("*?[")
+
+
+class JobLockedError(GeosegError, RuntimeError):
+    """Another run of the same job holds its lock."""
+
+
+class RunSettings(BaseModel):
+    """The ``run:`` section of a job: the options of ``geoseg run`` (same names, same defaults)."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    tile: int | None = None
+    overlap: int = 64
+    batch: int | None = None
+    chunk: int = 2048
+    device: str = "auto"
+    bands: tuple[int, ...] | None = None
+    simplify: float | None = None
+    min_area: float | None = None
+    confidence: bool = False
+    preview: bool = False
+    keep_intermediate: bool = False
+
+
+class BatchJob(BaseModel):
+    """A regional job, as read from its YAML file (relative paths are relative to that file).
+
+    `scenes` entries are file paths, glob patterns (``tiles/*.tif``,
+    ``**/*.tif``) or ``.txt`` files listing one path per line (``#`` starts a
+    comment). `model` is a checkpoint path, an installed model name or a URL;
+    None uses ``GEOSEG_MODEL`` or the default installed model. `retries` is how
+    often a scene that failed unexpectedly is tried again (a scene that is
+    unreadable or does not fit the model is not retried: it would fail the same
+    way).
+    """
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    region: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$", max_length=100)
+    scenes: tuple[str, ...] = Field(min_length=1)
+    output: Path
+    model: str | None = None
+    run: RunSettings = RunSettings()
+    scheduler: str = "threads"
+    workers: int | None = Field(default=None, ge=1)
+    retries: int = Field(default=1, ge=0, le=20)
+    merge: bool = True
+    base: Path = Field(default=Path("."), exclude=True, description="folder relative paths start from")
+
+    @field_validator("scenes", mode="before")
+    @classmethod
+    def _one_or_many(cls, v: Any) -> Any:
+        return [v] if isinstance(v, str) else v
+
+    @field_validator("region", mode="before")
+    @classmethod
+    def _region_text(cls, v: Any) -> Any:
+        return str(v) if isinstance(v, int) else v
+
+    def path(self, p: str | Path) -> Path:
+        """`p` resolved against the job file's folder."""
+        return (self.base / Path(p).expanduser()).resolve()
+
+    @property
+    def outdir(self) -> Path:
+        return self.path(self.output)
+
+    @property
+    def manifest_path(self) -> Path:
+        return self.outdir / f"{self.region}.manifest.json"
+
+    @property
+    def regional_path(self) -> Path:
+        return self.outdir / f"{self.region}.landcover.gpkg"
+
+    def run_config(self, scene: Path, model: Path) -> RunConfig:
+        """The :class:`RunConfig` of one scene of this job."""
+        return RunConfig.build(
+            scene=scene,
+            model=model,
+            outdir=self.outdir / "scenes",
+            overwrite=True,
+            scheduler=self.scheduler,
+            workers=self.workers,
+            **self.run.model_dump(),
+        )
+
+
+def load_job(path: str | os.PathLike[str], **overrides: Any) -> BatchJob:
+    """Read and validate a job file; `overrides` replace its top-level keys.
+
+    Raises
+    ------
+    ConfigError
+        The file is missing, is not YAML, or a key or value is wrong; the one-line
+        message names the key.
+    """
+    path = Path(path)
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ConfigError(f"job file {path} not found") from None
+    except OSError as exc:
+        raise ConfigError(f"cannot read job file {path}: {exc.strerror or exc}") from None
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" (line {mark.line + 1}, column {mark.column + 1})" if mark else ""
+        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+        raise ConfigError(f"{path.name} is not valid YAML{where}: {problem}") from None
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path.name} must be a mapping of keys (region, scenes, output, ...)")
+    data.update({k: v for k, v in overrides.items() if v is not None})
+    try:
+        return BatchJob(**data, base=path.resolve().parent)
+    except ValidationError as exc:
+        err = config_error(exc)
+        raise ConfigError(f"{path.name}: {str(err).removeprefix('invalid ')}") from None
+
+
+def scene_paths(job: BatchJob) -> list[Path]:
+    """The job's scenes in order, without duplicates.
+
+    Raises
+    ------
+    ConfigError
+        A glob or list matches nothing, a list file is missing, or two scenes
+        share a file name stem (their outputs would collide).
+    """
+    found: list[Path] = []
+    for entry in job.scenes:
+        if _GLOB & set(entry):
+            pattern = str(job.path(entry)) if not Path(entry).is_absolute() else entry
+            hits = sorted(Path(p) for p in glob.glob(pattern, recursive=True) if Path(p).is_file())
+            if not hits:
+                raise ConfigError(f"scenes: {entry!r} matches no file")
+            found += hits
+        elif entry.lower().endswith((".txt", ".lst")):
+            listing = job.path(entry)
+            try:
+                lines = listing.read_text(encoding="utf-8").splitlines()
+            except OSError as exc:
+                raise ConfigError(f"scenes: cannot read list {listing}: {exc.strerror or exc}") from None
+            items = [ln.split("#", 1)[0].strip() for ln in lines]
+            found += [(listing.parent / Path(i).expanduser()).resolve() for i in items if i]
+        else:
+            found.append(job.path(entry))  # a missing file fails as that scene, not the job
+    unique = list(dict.fromkeys(found))
+    if not unique:
+        raise ConfigError("scenes: the job lists no scene")
+    stems: dict[str, Path] = {}
+    for p in unique:
+        if p.stem in stems:
+            raise ConfigError(f"scenes {stems[p.stem]} and {p} share the name {p.stem!r}; their outputs would collide")
+        stems[p.stem] = p
+    return unique
+
+
+Status = Literal["done", "skipped", "failed", "interrupted", "pending"]
+
+
+@dataclass
+class SceneOutcome:
+    """What happened to one scene in a batch run."""
+
+    scene: str
+    path: str
+    status: Status = "pending"
+    attempts: int = 0
+    seconds: float = 0.0
+    error: str | None = None
+    resumed_blocks: int = 0
+    polygons: int = 0
+    class_areas_m2: dict[str, float] = field(default_factory=dict)
+    outputs: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def ok(self) -> bool:
+        return self.status in ("done", "skipped")
+
+
+@dataclass
+class BatchResult:
+    """The outcome of :func:`run_batch`."""
+
+    region: str
+    scenes: list[SceneOutcome]
+    manifest: Path
+    regional: Path | None
+    seconds: float
+    regional_features: int | None = None
+
+    @property
+    def failed(self) -> list[str]:
+        return [s.scene for s in self.scenes if s.status == "failed"]
+
+
+#: progress(event, info): events "scene" (a scene starts: name, index, total), "stage" (stage, done,
+#: total, as geoseg run reports them), "outcome" (a SceneOutcome) and "merge" (scenes, done 0 or 1).
+BatchProgress = Callable[[str, dict[str, Any]], None]
+
+
+def _current(report_path: Path, cfg: RunConfig, checksum: str, model_sha: str) -> dict[str, Any] | None:
+    """The scene's run report if its outputs are complete and made from this input, model and settings."""
+    try:
+        report = json.loads(report_path.read_text())
+        same = (
+            report["scene"]["checksum"] == checksum
+            and report["model"]["sha256"] == model_sha
+            and _settings(report["parameters"]) == _settings(cfg.model_dump(mode="json"))
+        )
+        outputs = report["outputs"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+    wanted = {"classes", "landcover"} | {k for k in ("confidence", "preview") if getattr(cfg, k)}
+    if same and wanted <= set(outputs) and all(Path(p).is_file() for p in outputs.values()):
+        return dict(report)
+    return None
+
+
+def _settings(parameters: dict[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in parameters.items() if k not in _NEUTRAL}
+
+
+def _outcome_from_report(outcome: SceneOutcome, report: dict[str, Any]) -> None:
+    outcome.polygons = int(report.get("polygons", 0))
+    outcome.class_areas_m2 = {c["name"]: float(c["area_m2"]) for c in report.get("classes", [])}
+    outcome.outputs = {**report.get("outputs", {}), "report": str(report.get("_path", ""))}
+    outcome.resumed_blocks = int(report.get("grid", {}).get("resumed_blocks", 0))
+
+
+def run_batch(
+    job: BatchJob,
+    *,
+    progress: BatchProgress | None = None,
+    dry_run: bool = False,
+) -> BatchResult:
+    """Map every scene of `job`, then merge the regional layer.
+
+    Parameters
+    ----------
+    job : BatchJob
+        See :func:`load_job`.
+    progress : callable, optional
+        ``progress(event, info)``, see :data:`BatchProgress`.
+    dry_run : bool
+        Only work out which scenes would run, which are current and which are
+        missing; map nothing and write nothing.
+
+    Returns
+    -------
+    BatchResult
+        Failed scenes are listed in ``result.failed``; the job does not raise for them.
+
+    Raises
+    ------
+    JobLockedError
+        Another run of this job is in progress.
+    ConfigError, GeosegIOError
+        The job cannot start (no scenes, no model, output folder not writable).
+    KeyboardInterrupt
+        After the manifest has recorded the interrupted scene.
+    """
+    from filelock import FileLock, Timeout
+
+    from .library import resolve_model
+    from .pipeline import output_paths
+    from .predict.checkpoint import model_hash
+    from .raster import file_checksum
+
+    t_start = time.perf_counter()
+    scenes = scene_paths(job)
+    model = resolve_model(job.model)
+    outdir = job.outdir
+    if not dry_run:
+        try:
+            (outdir / "scenes").mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise GeosegIOError(f"cannot create output folder {outdir}: {exc.strerror or exc}") from None
+        if not os.access(outdir, os.W_OK):
+            raise GeosegIOError(f"output folder {outdir} is not writable")
+    lock = FileLock(str(outdir / f".{job.region}.lock"), timeout=0)
+    try:
+        if not dry_run:
+            lock.acquire()
+    except Timeout:
+        raise JobLockedError(
+            f"job {job.region!r} is already running (lock {lock.lock_file} is held); wait for it to finish"
+        ) from None
+    try:
+        mhash = model_hash(model)
+        outcomes = [SceneOutcome(scene=p.stem, path=str(p)) for p in scenes]
+        started = datetime.now(UTC).isoformat(timespec="seconds")
+
+        def save(regional: Path | None = None, features: int | None = None) -> None:
+            if not dry_run:
+                _write_manifest(job, outcomes, model, mhash, started, regional, features, time.perf_counter() - t_start)
+
+        ran = False
+        for i, (path, outcome) in enumerate(zip(scenes, outcomes, strict=True)):
+            if progress:
+                progress("scene", {"name": outcome.scene, "index": i, "total": len(scenes)})
+            ran |= _map_scene(job, path, outcome, model, mhash, file_checksum, output_paths, progress, dry_run, save)
+            if progress:
+                progress("outcome", {"outcome": outcome, "index": i, "total": len(scenes)})
+        regional, features = None, None
+        good = [(p, o) for p, o in zip(scenes, outcomes, strict=True) if o.ok]
+        if job.merge and good and not dry_run:
+            regional, features = _merge_if_needed(job, good, ran, progress)
+        save(regional, features)
+        return BatchResult(job.region, outcomes, job.manifest_path, regional, time.perf_counter() - t_start, features)
+    finally:
+        if lock.is_locked:
+            lock.release()
+
+
+def _map_scene(
+    job: BatchJob,
+    path: Path,
+    outcome: SceneOutcome,
+    model: Path,
+    mhash: str,
+    checksum_of: Callable[[Path], str],
+    output_paths: Callable[[Path, Path], dict[str, Path]],
+    progress: BatchProgress | None,
+    dry_run: bool,
+    save: Callable[[], None],
+) -> bool:
+    """Map one scene into `outcome` (skipping it if current); True if it ran."""
+    from .pipeline import run
+
+    t0 = time.perf_counter()
+    extra = {"event": "scene", "scene": outcome.scene}
+    try:
+        cfg = job.run_config(path, model)
+        report_path = output_paths(path, job.outdir / "scenes")["report"]
+        report = _current(report_path, cfg, checksum_of(path), mhash) if path.is_file() else None
+    except (GeosegError, OSError) as exc:
+        outcome.status, outcome.error = "failed", _one_line(exc)
+        log.info("%s: failed: %s", outcome.scene, outcome.error, extra={**extra, "status": "failed"})
+        save()
+        return False
+    if report is not None:
+        outcome.status = "skipped"
+        _outcome_from_report(outcome, {**report, "_path": report_path})
+        log.info("%s: outputs are current, skipped", outcome.scene, extra={**extra, "status": "skipped"})
+        return False
+    if dry_run:
+        outcome.status = "pending" if path.is_file() else "failed"
+        outcome.error = None if path.is_file() else f"{path} not found"
+        return False
+
+    def stage(name: str, done: int, total: int) -> None:
+        if progress:
+            progress("stage", {"stage": name, "done": done, "total": total})
+
+    for attempt in range(1, job.retries + 2):
+        outcome.attempts = attempt
+        try:
+            result = run(cfg, progress=stage)
+        except GeosegError as exc:  # the scene itself is wrong: another try fails the same way
+            outcome.status, outcome.error = "failed", _one_line(exc)
+            break
+        except KeyboardInterrupt:
+            outcome.status, outcome.error = "interrupted", "interrupted; run the job again to resume"
+            outcome.seconds = time.perf_counter() - t0
+            save()
+            raise
+        except Exception as exc:
+            outcome.status, outcome.error = "failed", _one_line(exc)
+            log.info(
+                "%s: attempt %d of %d failed: %s",
+                outcome.scene,
+                attempt,
+                job.retries + 1,
+                outcome.error,
+                extra={**extra, "status": "retry", "attempt": attempt, "traceback": traceback.format_exc()},
+            )
+            continue
+        outcome.status, outcome.error = "done", None
+        _outcome_from_report(outcome, {**result.report, "_path": result.outputs["report"]})
+        break
+    outcome.seconds = round(time.perf_counter() - t0, 3)
+    # outcomes are INFO for every status: the terminal shows them as progress lines, log files keep them all
+    log.info(
+        "%s: %s in %.1f s%s",
+        outcome.scene,
+        outcome.status,
+        outcome.seconds,
+        f": {outcome.error}" if outcome.error else "",
+        extra={**extra, "status": outcome.status, "seconds": outcome.seconds, "attempts": outcome.attempts},
+    )
+    save()
+    return True
+
+
+def _one_line(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    msg = text[0] if text else ""
+    return msg if isinstance(exc, GeosegError) else f"{type(exc).__name__}: {msg}"
+
+
+def _merge_if_needed(
+    job: BatchJob, good: list[tuple[Path, SceneOutcome]], ran: bool, progress: BatchProgress | None
+) -> tuple[Path, int]:
+    """Merge the regional layer unless it exists and holds exactly these scenes' current outputs."""
+    from .regional import merge_layers
+
+    names = [o.scene for _, o in good]
+    target = job.regional_path
+    try:
+        previous = json.loads(job.manifest_path.read_text()).get("regional") or {}
+    except (OSError, ValueError):
+        previous = {}
+    if not ran and target.is_file() and previous.get("scenes") == names and previous.get("features") is not None:
+        return target, int(previous["features"])
+    if progress:
+        progress("merge", {"scenes": len(good), "done": 0})
+    t0 = time.perf_counter()
+    layers = [Path(o.outputs["landcover"]) for _, o in good]
+    reports = [Path(o.outputs["report"]) for _, o in good]
+    merged = merge_layers(layers, reports, target, names=names, run_info={"region": job.region})
+    if progress:
+        progress("merge", {"scenes": len(good), "done": 1})
+    log.info(
+        "regional layer %s: %d features from %d scenes (%d merged across scene edges) in %.1f s",
+        target.name,
+        merged.features,
+        len(good),
+        merged.joined,
+        time.perf_counter() - t0,
+        extra={"event": "merge", "features": merged.features, "joined": merged.joined},
+    )
+    return target, merged.features
+
+
+def _write_manifest(
+    job: BatchJob,
+    outcomes: list[SceneOutcome],
+    model: Path,
+    mhash: str,
+    started: str,
+    regional: Path | None,
+    features: int | None,
+    seconds: float,
+) -> None:
+    from . import __version__
+    from .export import write_json
+
+    totals: dict[str, float] = {}
+    for o in outcomes:
+        for name, area in o.class_areas_m2.items():
+            totals[name] = totals.get(name, 0.0) + area
+    counts = {s: sum(o.status == s for o in outcomes) for s in ("done", "skipped", "failed", "interrupted", "pending")}
+    write_json(
+        {
+            "region": job.region,
+            "geoseg_version": __version__,
+            "started": started,
+            "updated": datetime.now(UTC).isoformat(timespec="seconds"),
+            "seconds": round(seconds, 3),
+            "model": {"path": str(model), "sha256": mhash},
+            "settings": job.model_dump(mode="json"),
+            "counts": counts,
+            "class_areas_m2": {k: round(v, 3) for k, v in totals.items()},
+            "regional": None
+            if regional is None
+            else {"path": str(regional), "features": features, "scenes": [o.scene for o in outcomes if o.ok]},
+            "scenes": [asdict(o) for o in outcomes],
+        },
+        job.manifest_path,
+    )

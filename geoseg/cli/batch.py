@@ -1,0 +1,68 @@
+"""``geoseg batch``: a regional job of many scenes, resumable and safe to schedule."""
+
+from __future__ import annotations
+
+import signal
+import sys
+from pathlib import Path
+from typing import Any
+
+import click
+
+from ._options import log_options
+
+#: Exit status when another run of the job holds its lock (EX_TEMPFAIL: try again later).
+EXIT_LOCKED = 75
+
+
+@click.command()
+@click.argument("job_file", metavar="JOB.yaml", type=click.Path(path_type=Path))
+@click.option("--dry-run", is_flag=True, help="List what would run and what is current; map nothing.")
+@click.option("--retries", type=click.IntRange(0, 20), default=None, help="Override the job's retries.")
+@click.option("--merge/--no-merge", default=None, help="Override the job's merge setting.")
+@log_options
+@click.option("-q", "--quiet", is_flag=True, help="No progress bars or summary table.")
+def batch(job_file: Path, dry_run: bool, retries: int | None, merge: bool | None, quiet: bool) -> None:
+    """Map every scene of a regional job, then merge one regional layer.
+
+    \b
+    Scenes whose outputs are current (same input, model and settings) are
+    skipped; an interrupted scene resumes from its working store; a scene
+    that fails is retried and then left for the next run, and the others go on.
+    Writes <output>/scenes/<stem>.*, <output>/<region>.manifest.json and
+    <output>/<region>.landcover.gpkg.
+
+    \b
+    Exit status: 0 all scenes done or current, 1 a scene failed (see the
+    manifest), 75 the job is already running, 130 interrupted (rerun resumes).
+    See workflows/region.yaml for a commented job file.
+    """
+    from ..batch import JobLockedError, load_job, run_batch
+    from ._progress import BatchProgress, print_batch_summary
+
+    job = load_job(job_file, retries=retries, merge=merge)
+    # systemd and schedulers stop jobs with SIGTERM: finish like Ctrl-C (manifest written, exit 130)
+    signal.signal(signal.SIGTERM, _interrupt)
+    kwargs: dict[str, Any] = {"dry_run": dry_run}
+    try:
+        if quiet:
+            result = run_batch(job, **kwargs)
+        else:
+            with BatchProgress(job.region) as bar:
+                result = run_batch(job, progress=bar.update, **kwargs)
+    except JobLockedError as exc:
+        click.echo(f"Error: {exc}", err=True)
+        sys.exit(EXIT_LOCKED)
+    if not quiet:
+        print_batch_summary(result, dry_run=dry_run)
+    if result.failed:
+        click.echo(
+            f"Error: {len(result.failed)} of {len(result.scenes)} scenes failed ({', '.join(result.failed[:5])}"
+            f"{', ...' if len(result.failed) > 5 else ''}); see {result.manifest}",
+            err=True,
+        )
+        sys.exit(1)
+
+
+def _interrupt(signum: int, frame: Any) -> None:
+    raise KeyboardInterrupt
