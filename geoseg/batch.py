@@ -172,10 +172,17 @@ def load_job(path: str | os.PathLike[str], **overrides: Any) -> BatchJob:
         raise ConfigError(f"{path.name} must be a mapping of keys (region, scenes, output, ...)")
     data.update({k: v for k, v in overrides.items() if v is not None})
     try:
-        return BatchJob(**data, base=path.resolve().parent)
+        job = BatchJob(**data, base=path.resolve().parent)
     except ValidationError as exc:
         err = config_error(exc)
         raise ConfigError(f"{path.name}: {str(err).removeprefix('invalid ')}") from None
+    try:  # the checks of geoseg run, before any scene runs
+        job.run_config(Path("scene.tif"), Path("model.pt"))
+    except ConfigError as exc:
+        text = str(exc).removeprefix("invalid ")
+        where = "run." if text.split(":", 1)[0] in RunSettings.model_fields else ""
+        raise ConfigError(f"{path.name}: {where}{text}") from None
+    return job
 
 
 def scene_paths(job: BatchJob) -> list[Path]:

@@ -205,6 +205,8 @@ def test_bad_job_files_are_one_line_errors(tmp_path):
     cases = {
         "region: r\nscenes: [a.tif]\noutput: o\nretry: 2\n": "retry",
         "region: r\nscenes: [a.tif]\noutput: o\nretries: -1\n": "retries",
+        "region: r\nscenes: [a.tif]\noutput: o\nrun: {tile: 100}\n": "run.tile: tile size must be a multiple of 32",
+        "region: r\nscenes: [a.tif]\noutput: o\nrun: {overlaps: 3}\n": "run.overlaps",
         "region: 'bad name'\nscenes: [a.tif]\noutput: o\n": "region",
         "region: r\noutput: o\n": "scenes",
         "region: r\nscenes: [a.tif\n": "not valid YAML (line 3",
