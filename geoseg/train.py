@@ -65,7 +65,7 @@ class TrainConfig(BaseModel):
     # -- model
     output: Path = Field(default=Path("model.pt"), description="checkpoint to write (best validation mIoU)")
     name: str | None = Field(default=None, description="model name stored in the checkpoint")
-    arch: Literal["unet", "fpn", "deeplabv3plus", "fcn"] = "unet"
+    arch: Literal["unet", "fpn", "deeplabv3plus", "fcn", "fcn4s"] = "unet"
     encoder: str = "resnet34"
     encoder_weights: Literal["imagenet", "none"] = Field(default="none", description="imagenet needs internet access")
     # -- optimisation

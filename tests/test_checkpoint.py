@@ -10,7 +10,7 @@ from geoseg.predict.engine import Predictor
 from geoseg.predict.models import FCN, build_model
 
 
-@pytest.mark.parametrize("arch", ["unet", "fpn", "deeplabv3plus", "fcn"])
+@pytest.mark.parametrize("arch", ["unet", "fpn", "deeplabv3plus", "fcn", "fcn4s"])
 def test_every_architecture_builds_and_predicts_full_resolution(arch):
     model = build_model(arch, "resnet18", in_channels=4, classes=6).eval()
     with torch.inference_mode():

@@ -79,11 +79,11 @@ def tiny_demo(tmp_path_factory):
         train_scenes=6,
         scene_size=512,
         test_size=768,
-        arch="fcn",
+        arch="fcn4s",
         encoder="resnet18",
         tile=256,
         batch=8,
-        epochs=8,
+        epochs=16,
         steps_per_epoch=30,
         lr=4e-3,
         max_minutes=4,
@@ -125,9 +125,8 @@ def test_tiled_prediction_agrees_with_one_whole_image_pass(tiny_demo, tmp_path):
     agreement = float((tiled == whole).mean())
     print(f"seam agreement: {agreement:.4%}")
     assert len(np.unique(whole)) >= 3  # a trained model, not a constant map
-    # The target is 99.5 %; small, briefly trained models reach about 99 % (their answers depend on context
-    # beyond a 256 px tile), so this guards the level reached, not the target.
-    assert agreement >= 0.985, agreement
+    # fcn4s: with FCN-8s (stride 32, a receptive field beyond the 256 px tile) the same training reaches ~99.0 %
+    assert agreement >= 0.995, agreement
 
 
 def test_resume_continues_the_epochs(tmp_path):
@@ -170,7 +169,7 @@ def test_labels_read_back_through_samples(tmp_path):
     np.testing.assert_array_equal(read_labels(Sample(img, lab, "index", "x", ignore_value=255)), truth)
 
 
-@pytest.mark.parametrize("arch", ["unet", "fpn", "deeplabv3plus", "fcn"])
+@pytest.mark.parametrize("arch", ["unet", "fpn", "deeplabv3plus", "fcn", "fcn4s"])
 def test_every_architecture_trains_and_runs(arch, tmp_path):
     img, lab = tmp_path / "img.tif", tmp_path / "lab.tif"
     write_scene(SceneSpec(width=192, height=160, pixel_size=0.25, seed=4), img, lab)

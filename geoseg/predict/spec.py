@@ -14,7 +14,7 @@ from ..classes import ISPRS, ClassTable
 __all__ = ["ARCHITECTURES", "ENCODERS", "IMAGENET_MEAN", "IMAGENET_STD", "ModelSpec"]
 
 #: Architectures geoseg can build (see :mod:`geoseg.predict.models`).
-ARCHITECTURES = ("unet", "fpn", "deeplabv3plus", "fcn")
+ARCHITECTURES = ("unet", "fpn", "deeplabv3plus", "fcn", "fcn4s")
 #: Encoders offered on the command line; any segmentation-models-pytorch encoder works in the API.
 ENCODERS = ("resnet18", "resnet34", "resnet50")
 
@@ -30,7 +30,7 @@ class ModelSpec:
     Attributes
     ----------
     arch, encoder : str
-        Architecture (``unet``, ``fpn``, ``deeplabv3plus``, ``fcn``) and encoder name.
+        Architecture (``unet``, ``fpn``, ``deeplabv3plus``, ``fcn``, ``fcn4s``) and encoder name.
     in_channels : int
         Number of input bands.
     bands : tuple of str
