@@ -75,6 +75,7 @@ class RunSettings(BaseModel):
     batch: int | None = None
     chunk: int = 2048
     device: str = "auto"
+    precision: Literal["auto", "fp32", "bf16", "fp16"] = "auto"
     bands: tuple[int, ...] | None = None
     simplify: float | None = None
     min_area: float | None = None

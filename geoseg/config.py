@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
@@ -36,6 +36,7 @@ class RunConfig(BaseModel):
     batch: int | None = Field(default=None, ge=1)
     chunk: int = Field(default=2048, ge=32)
     device: str = "auto"
+    precision: Literal["auto", "fp32", "bf16", "fp16"] = "auto"
     bands: tuple[int, ...] | None = None
     simplify: float | None = Field(default=None, ge=0)
     min_area: float | None = Field(default=None, ge=0)

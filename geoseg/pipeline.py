@@ -87,6 +87,7 @@ class Job:
     plan: BlockPlan
     checkpoint: str
     device: str
+    precision: str
     batch: int | None
     threads: int | None
     parallel: int
@@ -115,7 +116,9 @@ def predict_block(job: Job, by: int, bx: int) -> Timed:
     t0 = time.perf_counter()
     data, valid = read_window(job.scene, ext.row0, ext.col0, ext.height, ext.width, job.bands, fill=job.fill)
     t1 = time.perf_counter()
-    predictor = get_predictor(job.checkpoint, device=job.device, batch_size=job.batch, threads=job.threads)
+    predictor = get_predictor(
+        job.checkpoint, device=job.device, batch_size=job.batch, precision=job.precision, threads=job.threads
+    )
     weights = tile_weights(grid.tile, grid.overlap)
     acc = np.zeros((job.num_classes, ext.height, ext.width), dtype=np.int32)
     # Tiles whose whole extent is nodata influence no valid pixel: skip them.
@@ -441,6 +444,11 @@ def run(cfg: RunConfig, *, progress: ProgressCallback | None = None) -> RunResul
     mhash = model_hash(cfg.model)
     timings["checksum"] = time.perf_counter() - t0
     fill = _fill_values(spec.mean)
+    precision: str = cfg.precision
+    if not cfg.scheduler.startswith(("tcp://", "tls://")):  # a cluster's workers resolve their own device
+        from .predict.engine import resolve_device, resolve_precision
+
+        precision = resolve_precision(resolve_device(cfg.device), cfg.precision)
     fingerprint = {
         "scene": checksum,
         "model": mhash,
@@ -449,6 +457,7 @@ def run(cfg: RunConfig, *, progress: ProgressCallback | None = None) -> RunResul
         "overlap": cfg.overlap,
         "block": plan.block_size,
         "fill": list(fill),
+        "precision": precision,
         "format": 1,
     }
     store, resumed = WorkStore.prepare(paths["store"], plan, fingerprint, overwrite=cfg.overwrite)
@@ -471,6 +480,7 @@ def run(cfg: RunConfig, *, progress: ProgressCallback | None = None) -> RunResul
         plan=plan,
         checkpoint=str(Path(cfg.model).resolve()),
         device=cfg.device,
+        precision=precision,
         batch=cfg.batch,
         threads=threads,
         parallel=parallel,
@@ -562,6 +572,7 @@ def run(cfg: RunConfig, *, progress: ProgressCallback | None = None) -> RunResul
             "stride": grid.stride,
             "tiles": list(grid.shape),
             "tiles_run": int(stage_seconds.get("tiles", 0)),
+            "precision": precision,
             "block": plan.block_size,
             "blocks": list(plan.shape),
             "resumed_blocks": resumed,

@@ -56,7 +56,7 @@ def test_import_plain_state_dict_round_trips(tmp_path):
     x = (np.random.default_rng(0).random((1, 3, 64, 64)) * 255).astype(np.uint8)
     with torch.inference_mode():
         expected = torch.softmax(model(torch.from_numpy(x).float() / 255), 1).numpy()
-    got = Predictor(tmp_path / "wrapped.pt", device="cpu").predict(x)
+    got = Predictor(tmp_path / "wrapped.pt", device="cpu", precision="fp32").predict(x)
     np.testing.assert_allclose(got, expected, atol=1e-5)
 
 

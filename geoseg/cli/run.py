@@ -39,6 +39,13 @@ from ._options import log_options, min_area_option, simplify_option
     help="Target block size in pixels (rounded to whole tiles); sets memory use, not results.",
 )
 @click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda or cuda:N.")
+@click.option(
+    "--precision",
+    type=click.Choice(["auto", "fp32", "bf16", "fp16"]),
+    default="auto",
+    show_default=True,
+    help="Inference precision: auto is bf16 on CUDA and on CPUs with native bf16, fp16 on older GPUs, else fp32.",
+)
 @click.option("--bands", default=None, help="1-based scene bands in the model's order, e.g. 1,2,3.")
 @simplify_option
 @min_area_option
@@ -64,6 +71,7 @@ def run(
     batch: int | None,
     chunk: int,
     device: str,
+    precision: str,
     bands: str | None,
     simplify: float | None,
     min_area: float | None,
@@ -100,6 +108,7 @@ def run(
             batch=batch,
             chunk=chunk,
             device=device,
+            precision=precision,
             bands=parse_bands(bands),
             simplify=simplify,
             min_area=min_area,

@@ -29,7 +29,7 @@ from torch import nn
 from ..errors import CheckpointError
 from ..metrics import IGNORE, ConfusionMatrix
 from .checkpoint import load_checkpoint, save_checkpoint
-from .engine import resolve_device
+from .engine import resolve_device, resolve_precision
 from .models import build_model, input_multiple
 from .spec import ModelSpec
 
@@ -100,27 +100,17 @@ def segmentation_loss(
     return ce + dice_weight * dice[present].mean()
 
 
-def _cpu_has_bf16() -> bool:
-    try:
-        return bool(torch.cpu._is_avx512_bf16_supported() or torch.cpu._is_amx_tile_supported())
-    except AttributeError:  # older torch: no way to tell, stay exact
-        return False
-
-
 def _autocast(device: torch.device, precision: str) -> tuple[Any, bool]:
-    """The autocast context for `precision` and whether a gradient scaler is needed (fp16)."""
-    if precision == "auto":
-        if device.type == "cuda":
-            precision = "bf16" if torch.cuda.is_bf16_supported() else "fp16"
-        else:
-            # Measured on a 2-core Zen 4 (AVX512-BF16), U-Net R18, 256 px windows: bf16 autocast trains
-            # 2.1x faster than fp32 with the same loss curve. Without native bf16 it is slower: keep fp32.
-            precision = "bf16" if _cpu_has_bf16() else "fp32"
+    """The autocast context for `precision` and whether a gradient scaler is needed (fp16).
+
+    ``auto`` resolves as for inference (:func:`~geoseg.predict.engine.resolve_precision`); on a
+    2-core Zen 4 (AVX512-BF16), U-Net R18, 256 px windows, bf16 trains 2.1x faster than fp32
+    with the same loss curve.
+    """
+    precision = resolve_precision(device, precision)
     if precision == "fp32":
         return nullcontext(), False
     dtype = torch.bfloat16 if precision == "bf16" else torch.float16
-    if device.type == "cpu" and dtype == torch.float16:
-        raise ValueError("fp16 training needs a CUDA device; use --precision bf16 or fp32 on CPU")
     return torch.autocast(device.type, dtype=dtype), dtype == torch.float16
 
 
@@ -375,17 +365,24 @@ def _save_state(
     os.replace(tmp, path)
 
 
-def predict_window(path: str | os.PathLike[str], image: np.ndarray, *, pad: int = 0) -> np.ndarray:
-    """Class ids of one whole window with one forward pass (no tiling): a reference for seam checks.
+def predict_window(
+    path: str | os.PathLike[str], image: np.ndarray, *, pad: int = 0, precision: str = "auto"
+) -> np.ndarray:
+    """Class ids of one whole window with one forward pass (no tiling) on the CPU: a reference for seam checks.
 
     `pad` mirrors the window by that many pixels first (and crops them off after), as the tiled
     pipeline mirrors the scene at its edges (by overlap/2), so that only the seams differ.
+    `precision` is resolved as ``geoseg run`` resolves it.
     """
     model, spec = load_checkpoint(path)
+    model = model.to(memory_format=torch.channels_last)
     norm = _Normalise(spec)
+    cast, _ = _autocast(torch.device("cpu"), precision)
     with torch.inference_mode():
         x = norm(torch.from_numpy(np.ascontiguousarray(image, dtype=np.float32))[None])
         if pad:
             x = F.pad(x, (pad, pad, pad, pad), mode="reflect")
         x, h, w = _pad_to(x, input_multiple(model))
-        return model(x)[0, :, pad : h - pad, pad : w - pad].argmax(0).numpy().astype(np.uint8)
+        with cast:
+            logits = model(x.contiguous(memory_format=torch.channels_last))
+        return logits[0, :, pad : h - pad, pad : w - pad].float().argmax(0).numpy().astype(np.uint8)
