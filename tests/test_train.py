@@ -108,24 +108,36 @@ def test_tiny_demo_maps_and_scores_a_held_out_scene(tiny_demo):
 
 def test_tiled_prediction_agrees_with_one_whole_image_pass(tiny_demo, tmp_path):
     """No seams: tile 256 / overlap 64 agrees with a single forward pass over the whole 1024 x 1024 scene."""
+    agreement = seam_agreement(tiny_demo.checkpoint, tmp_path)
+    print(f"seam agreement: {agreement:.4%}")
+    with rasterio.open(tmp_path / "seams.classes.tif") as ds:
+        assert len(np.unique(ds.read(1))) >= 3  # a trained model, not a constant map
+    # This briefly trained model reaches 99.43-99.61 % (training on 2 CPU threads is not bit-reproducible);
+    # FCN-8s trained alike reached ~99.0 %. The demo's model meets the 99.5 % target: see the slow test below.
+    assert agreement >= 0.993, agreement
+
+
+def seam_agreement(checkpoint: Path, workdir: Path) -> float:
+    """Tile 256 / overlap 64 against one whole-image forward pass over a seeded 1024 x 1024 synthetic scene."""
     from geoseg.predict.fit import predict_window
 
-    scene = tmp_path / "scene.tif"
+    scene = workdir / "seams.tif"
     write_scene(SceneSpec(width=1024, height=1024, pixel_size=0.25, seed=77), scene)
-    res = run(
-        RunConfig(
-            scene=scene, model=tiny_demo.checkpoint, outdir=tmp_path, tile=256, overlap=64, min_area=0, simplify=0
-        )
-    )
+    res = run(RunConfig(scene=scene, model=checkpoint, outdir=workdir, tile=256, overlap=64, min_area=0, simplify=0))
     with rasterio.open(res.outputs["classes"]) as ds:
         tiled = ds.read(1)
-    # The reference mirrors the scene by overlap/2 at its edges, as the pipeline does, so only the seams differ.
     image = read_image(Sample(scene, scene, "index", "s")).astype(np.float32)
-    whole = predict_window(tiny_demo.checkpoint, image, pad=32)
-    agreement = float((tiled == whole).mean())
-    print(f"seam agreement: {agreement:.4%}")
-    assert len(np.unique(whole)) >= 3  # a trained model, not a constant map
-    # fcn4s: with FCN-8s (stride 32, a receptive field beyond the 256 px tile) the same training reaches ~99.0 %
+    return float((tiled == predict_window(checkpoint, image, pad=32)).mean())
+
+
+@pytest.mark.slow
+def test_the_demo_with_its_defaults_meets_the_targets(tmp_path, monkeypatch):
+    """The real demo (about 7 minutes): held-out mIoU >= 0.80 under both protocols, seams >= 99.5 %."""
+    monkeypatch.setenv("GEOSEG_HOME", str(tmp_path / "home"))
+    r = demo(tmp_path / "demo")
+    agreement = seam_agreement(r.checkpoint, tmp_path)
+    print(f"demo: mIoU {r.miou:.4f} (all pixels {r.miou_all_pixels:.4f}), {r.seconds:.0f} s; seams {agreement:.4%}")
+    assert r.miou >= 0.80 and r.miou_all_pixels >= 0.80, (r.miou, r.miou_all_pixels, r.class_iou)
     assert agreement >= 0.995, agreement
 
 
