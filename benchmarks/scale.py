@@ -81,11 +81,29 @@ def measured(cmd: list[str]) -> tuple[float, float]:
     return float(wall), float(rss)
 
 
-def model_only(ckpt: Path, tile: int, precision: str, n_tiles: int, workers: int) -> float:
-    """Tile megapixels per second with geoseg's CPU layout (`workers` passes of one thread each)."""
+def scene_and_model(
+    workdir: Path | None, size: int, arch: str, encoder: str, tile: int, prefix: str
+) -> tuple[Path, Path, Path]:
+    """The benchmarks' seeded synthetic scene and seeded untrained model: (workdir, scene, checkpoint)."""
+    from geoseg.predict.checkpoint import init_checkpoint
+    from geoseg.synthetic import SceneSpec, write_scene
+
+    work = workdir or Path(tempfile.mkdtemp(prefix=prefix))
+    work.mkdir(parents=True, exist_ok=True)
+    scene = work / f"scene{size}.tif"
+    if not scene.exists():
+        write_scene(SceneSpec(width=size, height=size, pixel_size=0.1, seed=11), scene)
+    ckpt = work / f"{arch}_{encoder}.pt"
+    init_checkpoint(ckpt, arch=arch, encoder=encoder, in_channels=3, seed=0, tile_size=tile)
+    return work, scene, ckpt
+
+
+def model_only(ckpt: Path, tile: int, precision: str, n_tiles: int, workers: int, threads: int = 1) -> float:
+    """Tile megapixels per second for `workers` concurrent forward passes of `threads` threads each
+    (geoseg's CPU layout: one thread per pass, one pass per core)."""
     from geoseg.predict.engine import Predictor
 
-    pred = Predictor(ckpt, device="cpu", threads=1, precision=precision)
+    pred = Predictor(ckpt, device="cpu", threads=threads, precision=precision)
     x = np.random.default_rng(0).integers(0, 255, (1, pred.spec.in_channels, tile, tile), dtype=np.uint8)
     pred.predict(x)  # warm-up
     per = max(1, n_tiles // workers)
@@ -134,18 +152,10 @@ def main() -> None:
 
     import rasterio
 
-    from geoseg.predict.checkpoint import init_checkpoint
     from geoseg.predict.engine import resolve_device, resolve_precision
-    from geoseg.synthetic import SceneSpec, write_scene
     from geoseg.tiling import TileGrid
 
-    work = a.workdir or Path(tempfile.mkdtemp(prefix="geoseg-scale-"))
-    work.mkdir(parents=True, exist_ok=True)
-    scene = work / f"scene{a.size}.tif"
-    if not scene.exists():
-        write_scene(SceneSpec(width=a.size, height=a.size, pixel_size=0.1, seed=11), scene)
-    ckpt = work / f"{a.arch}_{a.encoder}.pt"
-    init_checkpoint(ckpt, arch=a.arch, encoder=a.encoder, in_channels=3, seed=0, tile_size=a.tile)
+    work, scene, ckpt = scene_and_model(a.workdir, a.size, a.arch, a.encoder, a.tile, "geoseg-scale-")
     cores = os.cpu_count() or 1
     precision = resolve_precision(resolve_device("cpu"), a.precision)
     grid = TileGrid(a.size, a.size, a.tile, a.overlap)

@@ -20,35 +20,8 @@ import os
 import resource
 import subprocess
 import sys
-import tempfile
-import threading
 import time
 from pathlib import Path
-
-import numpy as np
-
-
-def model_only(ckpt: Path, tile: int, n_tiles: int, workers: int, threads: int) -> float:
-    """Tile megapixels per second for `workers` concurrent forward passes of `threads` threads each."""
-    from geoseg.predict.engine import Predictor
-
-    pred = Predictor(ckpt, device="cpu", threads=threads)
-    rng = np.random.default_rng(0)
-    x = rng.integers(0, 255, (1, pred.spec.in_channels, tile, tile), dtype=np.uint8)
-    pred.predict(x)  # warm-up
-    per = max(1, n_tiles // workers)
-
-    def work() -> None:
-        for _ in range(per):
-            pred.predict(x)
-
-    t0 = time.perf_counter()
-    ts = [threading.Thread(target=work) for _ in range(workers)]
-    for t in ts:
-        t.start()
-    for t in ts:
-        t.join()
-    return per * workers * tile * tile / 1e6 / (time.perf_counter() - t0)
 
 
 def run_cli(args: list[str]) -> tuple[float, float]:
@@ -72,29 +45,24 @@ def main() -> None:
     ap.add_argument("--workdir", type=Path, default=None)
     a = ap.parse_args()
 
-    from geoseg.predict.checkpoint import init_checkpoint
-    from geoseg.synthetic import SceneSpec, write_scene
+    from scale import model_only, scene_and_model  # benchmarks/scale.py, beside this script
+
     from geoseg.tiling import TileGrid
 
-    work = a.workdir or Path(tempfile.mkdtemp(prefix="geoseg-bench-"))
-    work.mkdir(parents=True, exist_ok=True)
-    scene = work / f"synthetic{a.size}.tif"
-    if not scene.exists():
-        write_scene(SceneSpec(width=a.size, height=a.size, pixel_size=0.1, seed=11), scene)
-    ckpt = work / f"{a.arch}_{a.encoder}.pt"
-    init_checkpoint(ckpt, arch=a.arch, encoder=a.encoder, in_channels=3, seed=0)
+    work, scene, ckpt = scene_and_model(a.workdir, a.size, a.arch, a.encoder, a.tile, "geoseg-bench-")
     cores = os.cpu_count() or 1
     grid = TileGrid(a.size, a.size, a.tile, a.overlap)
     n_tiles = grid.shape[0] * grid.shape[1]
 
-    mo_layout = model_only(ckpt, a.tile, max(8, cores * 4), workers=cores, threads=1)
-    mo_single = model_only(ckpt, a.tile, max(8, cores * 4), workers=1, threads=cores)
+    mo_layout = model_only(ckpt, a.tile, "fp32", max(8, cores * 4), workers=cores, threads=1)
+    mo_single = model_only(ckpt, a.tile, "fp32", max(8, cores * 4), workers=1, threads=cores)
 
     results = {}
     for chunk in [int(c) for c in a.chunks.split(",")]:
         out = work / f"out{chunk}"
         wall, rss = run_cli(["run", str(scene), "--model", str(ckpt), "-o", str(out), "--tile", str(a.tile),
-                             "--overlap", str(a.overlap), "--chunk", str(chunk), "--overwrite", "--quiet"])
+                             "--overlap", str(a.overlap), "--chunk", str(chunk), "--precision", "fp32",
+                             "--overwrite", "--quiet"])
         report = json.loads((out / f"{scene.stem}.run.json").read_text())
         digest = hashlib.sha256((out / f"{scene.stem}.classes.tif").read_bytes()).hexdigest()[:16]
         results[chunk] = (wall, rss, report, digest)
@@ -107,7 +75,7 @@ def main() -> None:
           f"{grid.recompute_factor:.2f}x)")
     print(f"model-only forward, 1 thread x {cores} concurrent (geoseg's layout): {mo_layout:.3f} tile Mpx/s")
     print(f"model-only forward, {cores} threads x 1:                      {mo_single:.3f} tile Mpx/s")
-    print("| chunk | wall s | scene Mpx/s | tile Mpx/s | ratio to model-only | peak RSS GiB | polygons | classes sha256 |")
+    print("| chunk | wall s | scene Mpx/s | tile Mpx/s | ratio to model-only | peak RSS GiB | polygons | sha256 |")
     print("|---|---|---|---|---|---|---|---|")
     for chunk, (wall, rss, rep, digest) in results.items():
         print(f"| {chunk} | {wall:.1f} | {scene_mpx / wall:.3f} | {tile_mpx / wall:.3f} | "
