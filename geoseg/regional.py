@@ -142,32 +142,33 @@ def merge_layers(
 
     held: dict[int, _Held] = {gid: _Held() for gid, m in groups.items() if len(m) > 1}
     offsets = {id(s): off for members in groups.values() for s, off in members}
-    total_in = 0
     run_row = {"regional_layer": Path(target).name, "scenes": [s.name for s in scenes], **(run_info or {})}
     with GeoPackageWriter(target, crs=target_crs.to_wkt(), classes=classes, runs=run_row) as gpkg:
         for s in scenes:
             _, _, wkb, cols = pyogrio.raw.read(s.layer, layer="landcover", columns=list(_FIELDS))
-            total_in += len(wkb)
             geoms = shapely.from_wkb(wkb)
             gid = group_of[id(s)]
             border = np.zeros(len(geoms), bool)
             if gid in held and len(geoms):
+                # bounds in the group's pixels (an unrotated grid: columns and rows follow x and y)
+                ref = _frame(frames, gid)
+                xmin, ymin, xmax, ymax = shapely.bounds(geoms).T
+                c0, c1 = np.sort([(xmin - ref.c) / ref.a, (xmax - ref.c) / ref.a], axis=0)
+                r0, r1 = np.sort([(ymin - ref.f) / ref.e, (ymax - ref.f) / ref.e], axis=0)
                 col0, row0 = offsets[id(s)]
-                px = _to_pixels(geoms, _frame(frames, gid))
-                x0, y0, x1, y1 = shapely.bounds(px).T
                 border = (
-                    (x0 <= col0 + _EPS)
-                    | (y0 <= row0 + _EPS)
-                    | (x1 >= col0 + s.width - _EPS)
-                    | (y1 >= row0 + s.height - _EPS)
+                    (c0 <= col0 + _EPS)
+                    | (r0 <= row0 + _EPS)
+                    | (c1 >= col0 + s.width - _EPS)
+                    | (r1 >= row0 + s.height - _EPS)
                 )
                 h = held[gid]
-                h.geoms.extend(px[border])
+                h.geoms.extend(_to_pixels(geoms[border], ref))
                 h.wkb.extend(wkb[border])
                 h.rows.extend((*(c[j] for c in cols), s.name) for j in np.flatnonzero(border))
             keep = ~border
-            out = geoms[keep] if s.crs == target_crs else _reproject(geoms[keep], s.crs, target_crs)
-            gpkg.write(shapely.to_wkb(out), _columns([c[keep] for c in cols], s.name, int(keep.sum())))
+            out = wkb[keep] if s.crs == target_crs else shapely.to_wkb(_reproject(geoms[keep], s.crs, target_crs))
+            gpkg.write(out, _columns([c[keep] for c in cols], s.name, int(keep.sum())))
         joined = 0
         for gid, h in held.items():
             members = groups[gid]
