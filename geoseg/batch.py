@@ -332,9 +332,7 @@ def run_batch(
     from filelock import FileLock, Timeout
 
     from .library import resolve_model
-    from .pipeline import output_paths
     from .predict.checkpoint import model_hash
-    from .raster import file_checksum
 
     t_start = time.perf_counter()
     scenes = scene_paths(job)
@@ -368,7 +366,7 @@ def run_batch(
         for i, (path, outcome) in enumerate(zip(scenes, outcomes, strict=True)):
             if progress:
                 progress("scene", {"name": outcome.scene, "index": i, "total": len(scenes)})
-            ran |= _map_scene(job, path, outcome, model, mhash, file_checksum, output_paths, progress, dry_run, save)
+            ran |= _map_scene(job, path, outcome, model, mhash, progress, dry_run, save)
             if progress:
                 progress("outcome", {"outcome": outcome, "index": i, "total": len(scenes)})
         regional, features = None, None
@@ -388,21 +386,20 @@ def _map_scene(
     outcome: SceneOutcome,
     model: Path,
     mhash: str,
-    checksum_of: Callable[[Path], str],
-    output_paths: Callable[[Path, Path], dict[str, Path]],
     progress: BatchProgress | None,
     dry_run: bool,
     save: Callable[[], None],
 ) -> bool:
     """Map one scene into `outcome` (skipping it if current); True if it ran."""
-    from .pipeline import run
+    from .pipeline import output_paths, run
+    from .raster import file_checksum
 
     t0 = time.perf_counter()
     extra = {"event": "scene", "scene": outcome.scene}
     try:
         cfg = job.run_config(path, model)
         report_path = output_paths(path, job.outdir / "scenes")["report"]
-        report = _current(report_path, cfg, checksum_of(path), mhash) if path.is_file() else None
+        report = _current(report_path, cfg, file_checksum(path), mhash) if path.is_file() else None
     except (GeosegError, OSError) as exc:
         outcome.status, outcome.error = "failed", _one_line(exc)
         log.info("%s: failed: %s", outcome.scene, outcome.error, extra={**extra, "status": "failed"})
