@@ -290,10 +290,10 @@ def _settings(parameters: dict[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in parameters.items() if k not in _NEUTRAL}
 
 
-def _outcome_from_report(outcome: SceneOutcome, report: dict[str, Any]) -> None:
+def _outcome_from_report(outcome: SceneOutcome, report: dict[str, Any], report_path: Path) -> None:
     outcome.polygons = int(report.get("polygons", 0))
     outcome.class_areas_m2 = {c["name"]: float(c["area_m2"]) for c in report.get("classes", [])}
-    outcome.outputs = {**report.get("outputs", {}), "report": str(report.get("_path", ""))}
+    outcome.outputs = {**report.get("outputs", {}), "report": str(report_path)}
     outcome.resumed_blocks = int(report.get("grid", {}).get("resumed_blocks", 0))
 
 
@@ -407,7 +407,7 @@ def _map_scene(
         return False
     if report is not None:
         outcome.status = "skipped"
-        _outcome_from_report(outcome, {**report, "_path": report_path})
+        _outcome_from_report(outcome, report, report_path)
         log.info("%s: outputs are current, skipped", outcome.scene, extra={**extra, "status": "skipped"})
         return False
     if dry_run:
@@ -443,7 +443,7 @@ def _map_scene(
             )
             continue
         outcome.status, outcome.error = "done", None
-        _outcome_from_report(outcome, {**result.report, "_path": result.outputs["report"]})
+        _outcome_from_report(outcome, result.report, result.outputs["report"])
         break
     outcome.seconds = round(time.perf_counter() - t0, 3)
     # outcomes are INFO for every status: the terminal shows them as progress lines, log files keep them all

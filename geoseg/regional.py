@@ -127,16 +127,16 @@ def merge_layers(
 
     # Scenes on one grid form a group; the first scene's grid is the group's pixel frame.
     groups: dict[int, list[tuple[_Scene, tuple[int, int]]]] = {}
-    frames: list[tuple[Any, Affine, int]] = []
+    frames: dict[int, tuple[Any, Affine]] = {}  # group -> (grid key, pixel frame)
     for i, s in enumerate(scenes):
         key = s.grid_key()
-        for k, ref, gid in frames:
+        for gid, (k, ref) in frames.items():
             off = s.offset(ref) if key is not None and key == k else None
             if off is not None:
                 groups[gid].append((s, off))
                 break
         else:
-            frames.append((key, s.transform, i))
+            frames[i] = (key, s.transform)
             groups[i] = [(s, (0, 0))]
     group_of = {id(s): gid for gid, members in groups.items() for s, _ in members}
 
@@ -151,7 +151,7 @@ def merge_layers(
             border = np.zeros(len(geoms), bool)
             if gid in held and len(geoms):
                 # bounds in the group's pixels (an unrotated grid: columns and rows follow x and y)
-                ref = _frame(frames, gid)
+                ref = frames[gid][1]
                 xmin, ymin, xmax, ymax = shapely.bounds(geoms).T
                 c0, c1 = np.sort([(xmin - ref.c) / ref.a, (xmax - ref.c) / ref.a], axis=0)
                 r0, r1 = np.sort([(ymin - ref.f) / ref.e, (ymax - ref.f) / ref.e], axis=0)
@@ -172,18 +172,13 @@ def merge_layers(
         joined = 0
         for gid, h in held.items():
             members = groups[gid]
-            ref = _frame(frames, gid)
+            ref = frames[gid][1]
             wkb, fields, n_joined = _join(h, members, ref, target_crs)
             joined += n_joined
             gpkg.write(wkb, fields)
         features = gpkg.features
     log.info("%s: %d polygons from %d scenes, %d joined across scene edges", target, features, len(scenes), joined)
     return MergeResult(Path(target), features, joined, len(scenes))
-
-
-def _frame(frames: list[tuple[Any, Affine, int]], gid: int) -> Affine:
-    """The pixel frame (the first scene's transform) of group `gid`."""
-    return next(ref for _, ref, g in frames if g == gid)
 
 
 def _classes(layer: Path) -> ClassTable:
