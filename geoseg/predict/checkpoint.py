@@ -63,7 +63,7 @@ def save_checkpoint(model: nn.Module, spec: ModelSpec, path: str | os.PathLike[s
     return path
 
 
-def _torch_load(path: Path) -> Any:
+def _torch_load(path: Path, *, mmap: bool = False) -> Any:
     if not path.exists():
         raise GeosegIOError(f"model file not found: {path}; pass --model PATH to a geoseg checkpoint")
     if path.suffix == ".safetensors":
@@ -82,7 +82,8 @@ def _torch_load(path: Path) -> Any:
     if not (zipfile.is_zipfile(path) or head[:1] == b"\x80"):  # torch.save zip, or a legacy pickle
         raise not_torch
     try:
-        return torch.load(path, map_location="cpu", weights_only=True)
+        # mmap: reading only the spec of a zip checkpoint then touches none of its weights
+        return torch.load(path, map_location="cpu", weights_only=True, mmap=mmap and zipfile.is_zipfile(path))
     except pickle.UnpicklingError as exc:
         raise CheckpointError(
             f"{path.name} contains pickled Python objects, which geoseg never loads; "
@@ -92,9 +93,9 @@ def _torch_load(path: Path) -> Any:
         raise not_torch from exc
 
 
-def _read(path: str | os.PathLike[str]) -> tuple[ModelSpec, dict[str, torch.Tensor]]:
+def _read(path: str | os.PathLike[str], *, mmap: bool = False) -> tuple[ModelSpec, dict[str, torch.Tensor]]:
     path = Path(path)
-    obj = _torch_load(path)
+    obj = _torch_load(path, mmap=mmap)
     if not isinstance(obj, Mapping) or _KEY not in obj:
         if isinstance(obj, Mapping) and obj and all(isinstance(v, torch.Tensor) for v in obj.values()):
             raise CheckpointError(
@@ -116,17 +117,27 @@ def _read(path: str | os.PathLike[str]) -> tuple[ModelSpec, dict[str, torch.Tens
 
 def read_spec(path: str | os.PathLike[str]) -> ModelSpec:
     """The :class:`ModelSpec` stored in a checkpoint."""
-    return _read(path)[0]
+    return _read(path, mmap=True)[0]
 
 
 def load_checkpoint(path: str | os.PathLike[str]) -> tuple[nn.Module, ModelSpec]:
-    """Build the model a checkpoint describes and load its weights (on CPU, eval mode)."""
+    """Build the model a checkpoint describes and load its weights (on CPU, eval mode).
+
+    The model is built on the ``meta`` device (no memory, no random
+    initialisation) and takes the loaded tensors as its own: peak memory is one
+    copy of the weights, not two.
+    """
     spec, state = _read(path)
-    model = build_model(spec.arch, spec.encoder, in_channels=spec.in_channels, classes=spec.num_classes)
+    with torch.device("meta"):
+        model = build_model(spec.arch, spec.encoder, in_channels=spec.in_channels, classes=spec.num_classes)
     try:
-        model.load_state_dict(state, strict=True)
+        model.load_state_dict(state, strict=True, assign=True)
     except RuntimeError as exc:
         raise CheckpointError(f"{Path(path).name}: weights do not match {spec.arch}/{spec.encoder}: {exc}") from exc
+    left = [n for n, t in (*model.named_parameters(), *model.named_buffers()) if t.is_meta]
+    if left:  # a tensor the state dict does not hold (a non-persistent buffer): build it for real
+        model = build_model(spec.arch, spec.encoder, in_channels=spec.in_channels, classes=spec.num_classes)
+        model.load_state_dict(state, strict=True)
     return model.eval(), spec
 
 
