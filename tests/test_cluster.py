@@ -67,3 +67,28 @@ def test_a_killed_cluster_worker_costs_a_retry_not_the_run(tmp_path, fcn_model):
     assert list(wkb_a) == list(wkb_b)
     for a, b in zip(cols_a, cols_b, strict=True):
         np.testing.assert_array_equal(a, b)
+
+
+@pytest.mark.parametrize(
+    ("device", "worker", "gpus", "expected"),
+    [
+        ("cuda", 0, 4, "cuda:0"),
+        ("auto", 3, 4, "cuda:3"),
+        ("cuda", 5, 4, "cuda:1"),  # more workers than GPUs: round robin
+        ("cuda", "tcp-gpu-2", 4, "cuda:2"),  # dask worker --name gpu-2
+        ("cuda:1", 3, 4, "cuda:1"),  # pinned stays pinned
+        ("cpu", 3, 4, "cpu"),
+        ("cuda", 3, 1, "cuda"),  # one visible GPU (dask-cuda's CUDA_VISIBLE_DEVICES per worker)
+        ("auto", "scheduler-less", 4, "auto"),  # a name without a number
+    ],
+)
+def test_one_dask_worker_per_gpu(device, worker, gpus, expected):
+    from geoseg.predict.engine import worker_device
+
+    assert worker_device(device, worker, gpus) == expected
+
+
+def test_outside_a_worker_the_device_is_kept():
+    from geoseg.predict.engine import worker_device
+
+    assert worker_device("cuda") == "cuda"

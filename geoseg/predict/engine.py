@@ -5,6 +5,7 @@ from __future__ import annotations
 import functools
 import logging
 import os
+import re
 import threading
 from collections import deque
 from collections.abc import Iterable, Iterator
@@ -20,7 +21,7 @@ from .checkpoint import load_checkpoint
 from .models import input_multiple
 from .spec import ModelSpec
 
-__all__ = ["Predictor", "cpu_has_bf16", "get_predictor", "resolve_device", "resolve_precision"]
+__all__ = ["Predictor", "cpu_has_bf16", "get_predictor", "resolve_device", "resolve_precision", "worker_device"]
 
 log = logging.getLogger(__name__)
 
@@ -65,6 +66,37 @@ def resolve_device(device: str = "auto") -> torch.device:
     elif dev.type != "cpu":
         raise ConfigError(f"unsupported device {device!r}; use auto, cpu, cuda or cuda:N")
     return dev
+
+
+def worker_device(device: str, worker: object = None, gpus: int | None = None) -> str:
+    """The GPU a Dask worker uses on a machine with several: one worker per GPU.
+
+    ``cuda`` or ``auto`` in a worker whose name ends in a number N (a
+    ``LocalCluster``'s workers are named 0, 1, ...; ``dask worker --name
+    gpu-3`` gives 3) becomes ``cuda:N mod <GPUs>``. A pinned ``cuda:N``, ``cpu``,
+    one GPU, or no worker (a local run) leave `device` as it is. `worker`
+    (the worker's name) and `gpus` default to the current worker's and the
+    visible device count; workers that see one GPU each (dask-cuda's
+    ``CUDA_VISIBLE_DEVICES`` per worker) keep ``cuda``.
+    """
+    if device not in ("auto", "cuda"):
+        return device
+    if worker is None:
+        import sys
+
+        if "distributed" not in sys.modules:
+            return device
+        from distributed import get_worker
+
+        try:
+            worker = get_worker().name
+        except ValueError:  # not inside a worker
+            return device
+    gpus = torch.cuda.device_count() if gpus is None else gpus
+    digits = re.search(r"(\d+)$", str(worker))
+    if gpus < 2 or digits is None:
+        return device
+    return f"cuda:{int(digits.group(1)) % gpus}"
 
 
 def cpu_has_bf16() -> bool:
