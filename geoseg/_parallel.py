@@ -10,7 +10,27 @@ from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future
 from typing import Any, Protocol
 
-__all__ = ["BlockPool", "ClientPool", "Pool", "imap"]
+__all__ = ["BlockPool", "ClientPool", "Pool", "imap", "release_free_memory"]
+
+
+def release_free_memory() -> None:
+    """Hand memory the C heap holds but no longer uses back to the operating system (glibc only).
+
+    Freed block-sized arrays (accumulators, tiles, cells) stay resident in
+    glibc's heaps until trimmed; a run calls this between its stages so that
+    the next one does not start from the previous one's high-water mark.
+    (Lowering glibc's mmap threshold instead would return them at once, but
+    then every forward pass maps and faults in its activations afresh:
+    1.5x slower on CPU, measured.)
+    """
+    import contextlib
+    import ctypes
+    import ctypes.util
+    import sys
+
+    if sys.platform.startswith("linux"):
+        with contextlib.suppress(OSError, AttributeError):  # not glibc (musl has no malloc_trim)
+            ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6").malloc_trim(0)
 
 
 class _Result(Protocol):

@@ -73,7 +73,7 @@ class RunSettings(BaseModel):
     tile: int | None = None
     overlap: int = 64
     batch: int | None = None
-    chunk: int = 2048
+    chunk: int | None = None
     device: str = "auto"
     precision: Literal["auto", "fp32", "bf16", "fp16"] = "auto"
     bands: tuple[int, ...] | None = None

@@ -34,7 +34,7 @@ class RunConfig(BaseModel):
     tile: int | None = Field(default=None, ge=32)
     overlap: int = Field(default=64, ge=0)
     batch: int | None = Field(default=None, ge=1)
-    chunk: int = Field(default=2048, ge=32)
+    chunk: int | None = Field(default=None, ge=32)
     device: str = "auto"
     precision: Literal["auto", "fp32", "bf16", "fp16"] = "auto"
     bands: tuple[int, ...] | None = None

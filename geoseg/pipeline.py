@@ -3,7 +3,15 @@
 Segmentation is one Dask graph; for every block of the plan (see :mod:`geoseg.tiling`)::
 
     predict-Y-X    read the block's extent by path, run its tiles, blend  -> BlockPartial
-    stitch-Y-X     add the neighbours' edge contributions, write zarr    <- predict of the 3x3 blocks
+    own-Y-X        the partial without the parts of its edge pieces outside its core
+    edges-Y-X-V-U  the pieces of block (Y, X)'s partial that block (V, U) needs
+    stitch-Y-X     add the neighbours' edge contributions, write zarr    <- own, 8 edges
+
+Each intermediate result has one consumer: Dask frees a block's whole
+partial as soon as its own and edge parts are cut out of it (right after the
+prediction), the own part once the block is stitched and each edge part once
+the neighbour it is for is: what waits for the next row of blocks is a
+block's core classes and the thin bands along its edges.
 
 Vectorisation then streams over a fixed grid of cells (:data:`VECTOR_CELL`)
 read from the store: workers polygonise, clean and finish each cell; the
@@ -33,7 +41,7 @@ import numpy as np
 import shapely
 
 from . import __version__
-from ._parallel import BlockPool, ClientPool, Pool, imap
+from ._parallel import BlockPool, ClientPool, Pool, imap, release_free_memory
 from .classes import ISPRS, NODATA, ClassTable
 from .config import RunConfig
 from .errors import ConfigError, GeosegIOError, OutputExistsError, SceneError
@@ -106,9 +114,12 @@ class Timed:
     seconds: dict[str, float] = field(default_factory=dict)
 
 
-def predict_block(job: Job, by: int, bx: int) -> Timed:
-    """Read a block with its halo, predict its tiles, blend them: a :class:`BlockPartial`."""
-    from .predict.engine import get_predictor  # torch is imported in the worker, not at import time
+def predict_block(job: Job, by: int, bx: int, after: object = None) -> Timed:
+    """Read a block with its halo, predict its tiles, blend them: a :class:`BlockPartial`.
+
+    `after` is an ordering token (see :func:`_graph`), unused.
+    """
+    from .predict.engine import get_predictor, worker_device  # torch is imported in the worker only
 
     plan, grid = job.plan, job.plan.grid
     block = plan.block(by, bx)
@@ -117,7 +128,11 @@ def predict_block(job: Job, by: int, bx: int) -> Timed:
     data, valid = read_window(job.scene, ext.row0, ext.col0, ext.height, ext.width, job.bands, fill=job.fill)
     t1 = time.perf_counter()
     predictor = get_predictor(
-        job.checkpoint, device=job.device, batch_size=job.batch, precision=job.precision, threads=job.threads
+        job.checkpoint,
+        device=worker_device(job.device),
+        batch_size=job.batch,
+        precision=job.precision,
+        threads=job.threads,
     )
     weights = tile_weights(grid.tile, grid.overlap)
     acc = np.zeros((job.num_classes, ext.height, ext.width), dtype=np.int32)
@@ -141,17 +156,29 @@ def predict_block(job: Job, by: int, bx: int) -> Timed:
     return Timed(partial, {"read": t1 - t0, "predict": forward, "blend": blend, "tiles": float(len(todo))})
 
 
-def stitch_block(job: Job, by: int, bx: int, own: Timed, neighbours: Sequence[Timed]) -> Timed:
-    """Finish a block from its own and its neighbours' partials and write it to the store."""
+def own_part(job: Job, by: int, bx: int, own: Timed) -> Timed:
+    """A block's partial trimmed to what finishing it needs."""
+    partial: BlockPartial = own.value
+    return Timed(partial.trimmed(job.plan.block(by, bx).core), own.seconds)
+
+
+def edges_toward(job: Job, by: int, bx: int, own: Timed) -> list[tuple[Rect, np.ndarray]]:
+    """The pieces of a block's partial that block ``(by, bx)`` needs."""
+    partial: BlockPartial = own.value
+    return partial.toward(job.plan.block(by, bx).core)
+
+
+def stitch_block(job: Job, by: int, bx: int, own: Timed, neighbours: Sequence[list[tuple[Rect, np.ndarray]]]) -> Timed:
+    """Finish a block from its own partial and its neighbours' edge pieces and write it to the store."""
     t0 = time.perf_counter()
     partial: BlockPartial = own.value
-    cls, conf = finish_block(job.plan, partial, [n.value for n in neighbours])
+    cls, conf = finish_block(job.plan, partial, neighbours)
     WorkStore(job.store).write_block(job.plan.block(by, bx), cls, conf)
     return Timed(None, {"stitch": time.perf_counter() - t0, **own.seconds})
 
 
 #: Features gathered before one append to the GeoPackage (one append costs a file open and close).
-_WRITE_BATCH = 50_000
+_WRITE_BATCH = 10_000
 
 #: The fixed grid (pixels, anchored at the scene origin) on which polygons are built, simplified
 #: and cleaned, then merged exactly across cell edges. It never changes with the chunk size,
@@ -266,7 +293,7 @@ class _Runner:
             from distributed import Client, LocalCluster
 
             if sched.startswith("local"):
-                n = int(sched.split(":")[1]) if ":" in sched else (self.cfg.workers or os.cpu_count() or 1)
+                n = int(sched.split(":")[1]) if ":" in sched else (self.cfg.workers or self._local_workers())
                 self.cluster = LocalCluster(n_workers=n, threads_per_worker=1, processes=True, dashboard_address=None)
                 self.client = Client(self.cluster)
             else:
@@ -275,6 +302,15 @@ class _Runner:
                 except OSError as exc:
                     raise GeosegIOError(f"cannot reach the Dask scheduler at {sched} ({exc}); is it running?") from exc
         return self
+
+    def _local_workers(self) -> int:
+        """One worker per GPU on a machine with several (see ``worker_device``), else one per core."""
+        if self.cfg.device in ("auto", "cuda"):
+            import torch
+
+            if torch.cuda.device_count() > 1:
+                return torch.cuda.device_count()
+        return os.cpu_count() or 1
 
     def __exit__(self, *exc: object) -> None:
         if self.client is not None:
@@ -330,6 +366,23 @@ class RunResult:
     @property
     def megapixels_per_second(self) -> float:
         return self.scene_pixels / 1e6 / max(self.timings.get("total", 0.0), 1e-9)
+
+
+def default_chunk(device: str) -> int:
+    """Block size when none is given: 1024 px on CPU, 2048 on CUDA.
+
+    A block's accumulator takes 4 bytes per class and pixel, and one block
+    per worker thread is in flight: 1024 keeps a CPU run's blocks to ~100 MB
+    together, at no cost in speed (the tile grid, and so the work, does not
+    depend on the block size). A GPU gets bigger blocks so that they fill its
+    batches.
+    """
+    cuda = device.startswith("cuda")
+    if device == "auto":
+        import torch
+
+        cuda = torch.cuda.is_available()
+    return 2048 if cuda else 1024
 
 
 def output_paths(scene: Path, outdir: Path) -> dict[str, Path]:
@@ -423,7 +476,7 @@ def run(cfg: RunConfig, *, progress: ProgressCallback | None = None) -> RunResul
         grid = TileGrid(info.height, info.width, tile=tile, overlap=cfg.overlap)
     except ValueError as exc:
         raise ConfigError(str(exc)) from None
-    plan = BlockPlan.from_chunk(grid, cfg.chunk)
+    plan = BlockPlan.from_chunk(grid, cfg.chunk or default_chunk(cfg.device))
 
     outdir = (cfg.outdir or scene_path.parent).resolve()
     paths = output_paths(scene_path, outdir)
@@ -507,6 +560,7 @@ def run(cfg: RunConfig, *, progress: ProgressCallback | None = None) -> RunResul
         for r in runner.compute(outputs, totals, progress):
             stage_seconds.update(r.seconds)
         timings["segment"] = time.perf_counter() - t0
+        release_free_memory()
         t0 = time.perf_counter()
         if cleaning.min_pixels > 0:
             store.ensure("cleaned", chunks=VECTOR_CELL)
@@ -522,6 +576,7 @@ def run(cfg: RunConfig, *, progress: ProgressCallback | None = None) -> RunResul
         written["landcover"] = paths["landcover"]
         stage_seconds.update(vec.task_seconds)
         timings["vectorize"] = time.perf_counter() - t0
+        release_free_memory()
     counts, method = vec.class_pixels, vec.area_method
     valid_pixels = int(counts.sum())
 
@@ -785,31 +840,57 @@ def vectorize_cells(
     return VectorSummary(out.features, pixels, areas, georef.method, seconds)
 
 
+#: A block is predicted only once the block this many rows above it is stitched: the graph
+#: then advances down the scene row by row, whatever order the scheduler prefers.
+_ROW_LAG = 2
+
+
 def _graph(job: Job, store: WorkStore) -> tuple[list[Any], dict[str, int]]:
-    """Delayed tasks for the blocks not yet in the store (and the neighbours they need)."""
+    """Delayed tasks for the blocks not yet in the store (and the neighbours they need).
+
+    Left to itself, Dask's static ordering finishes interior blocks first and
+    the scene's outer ring of blocks last, holding every border block's
+    partial until the end (memory proportional to the scene's perimeter).
+    Each predict therefore also waits for the stitch :data:`_ROW_LAG` rows
+    above it: at most about two rows of partials and edges are in memory.
+    That dependency is a token; the stitch's result is not used.
+    """
     import dask
 
     plan = job.plan
+    ny, nx = plan.shape
     done = store.done_blocks()
-    todo = [b.index for b in plan.blocks() if b.index not in done]
+    todo = {b.index for b in plan.blocks() if b.index not in done}
     need_predict = set(todo)
     for idx in todo:
         need_predict.update(plan.neighbours(*idx))
-    predicted = {
-        idx: dask.delayed(predict_block, pure=False)(job, *idx, dask_key_name=f"predict-{idx[0]}-{idx[1]}")
-        for idx in sorted(need_predict)
-    }
-    stitched = [
-        dask.delayed(stitch_block, pure=False)(
-            job,
-            *idx,
-            predicted[idx],
-            [predicted[n] for n in plan.neighbours(*idx)],
-            dask_key_name=f"stitch-{idx[0]}-{idx[1]}",
+    predicted: dict[tuple[int, int], Any] = {}
+    stitched: dict[tuple[int, int], Any] = {}
+
+    def edges(src: tuple[int, int], dst: tuple[int, int]) -> Any:
+        return dask.delayed(edges_toward, pure=False)(
+            job, *dst, predicted[src], dask_key_name=f"edges-{src[0]}-{src[1]}-{dst[0]}-{dst[1]}"
         )
-        for idx in todo
-    ]
-    return stitched, {"segment": len(plan)}
+
+    for y in range(ny + 1):
+        for x in range(nx):
+            if (y, x) in need_predict:
+                predicted[y, x] = dask.delayed(predict_block, pure=False)(
+                    job, y, x, stitched.get((y - _ROW_LAG, x)), dask_key_name=f"predict-{y}-{x}"
+                )
+        for x in range(nx):  # the row above: its neighbours' predicts all exist now
+            if (y - 1, x) in todo:
+                stitched[y - 1, x] = dask.delayed(stitch_block, pure=False)(
+                    job,
+                    y - 1,
+                    x,
+                    dask.delayed(own_part, pure=False)(
+                        job, y - 1, x, predicted[y - 1, x], dask_key_name=f"own-{y - 1}-{x}"
+                    ),
+                    [edges(n, (y - 1, x)) for n in plan.neighbours(y - 1, x)],
+                    dask_key_name=f"stitch-{y - 1}-{x}",
+                )
+    return list(stitched.values()), {"segment": len(plan)}
 
 
 @dataclass

@@ -22,11 +22,14 @@ own; only a band ``margin`` pixels wide along an edge it shares with another
 block also receives predictions from that block's tiles. So a block's first
 pass returns a :class:`BlockPartial` (its provisional class/confidence and its
 accumulator along its edges) and :func:`finish_block` adds the neighbours'
-edges to finalise those bands.
+edges to finalise those bands. Each neighbour receives only the pieces that
+reach its core (:meth:`BlockPartial.toward`), so a finished block's core arrays
+and the edge pieces its neighbours have used can be released at once.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -143,6 +146,20 @@ class BlockPartial:
     def nbytes(self) -> int:
         return self.classes.nbytes * 3 + sum(a.nbytes for _, a in self.pieces)
 
+    def trimmed(self, core: Rect) -> BlockPartial:
+        """This partial with only the parts of its pieces inside its own `core`: what finishing it needs."""
+        return BlockPartial(self.index, self.classes, self.confidence, self.valid, self.toward(core))
+
+    def toward(self, core: Rect) -> list[tuple[Rect, np.ndarray]]:
+        """The parts of the pieces that reach another block's `core`: copies, so they outlive this partial."""
+        out = []
+        for rect, piece in self.pieces:
+            inter = rect.intersect(core)
+            if not inter.empty:
+                s = inter.slices(rect)
+                out.append((inter, piece[:, s[0], s[1]].copy()))
+        return out
+
 
 def _sides(plan: BlockPlan, block: Block) -> tuple[bool, bool, bool, bool]:
     """Whether another block lies above, below, left and right of `block`."""
@@ -202,15 +219,21 @@ def _bands(plan: BlockPlan, block: Block) -> list[Rect]:
     return [b for b in out if not b.empty]
 
 
-def finish_block(plan: BlockPlan, own: BlockPartial, neighbours: list[BlockPartial]) -> tuple[np.ndarray, np.ndarray]:
-    """Final class and confidence of a block core, given its own and its neighbours' partials."""
+def finish_block(
+    plan: BlockPlan, own: BlockPartial, neighbours: Sequence[Sequence[tuple[Rect, np.ndarray]]]
+) -> tuple[np.ndarray, np.ndarray]:
+    """Final class and confidence of a block core, given its own partial and its neighbours' pieces.
+
+    `neighbours` holds, for each neighbouring block, the pieces of its partial
+    that reach this block's core (:meth:`BlockPartial.toward`; more pieces do no harm).
+    """
     block = plan.block(*own.index)
     cls, conf = own.classes.copy(), own.confidence.copy()
-    contributors = [own, *neighbours]
+    contributors = [own.pieces, *neighbours]
     for band in _bands(plan, block):
         acc = None
-        for part in contributors:
-            for rect, piece in part.pieces:
+        for pieces in contributors:
+            for rect, piece in pieces:
                 inter = rect.intersect(band)
                 if inter.empty:
                     continue

@@ -29,7 +29,8 @@ def run_blocks(grid: TileGrid, chunk: int, valid: np.ndarray) -> tuple[np.ndarra
     cls = np.full((grid.height, grid.width), 77, np.uint8)
     conf = np.zeros_like(cls)
     for blk in plan.blocks():
-        c, f = finish_block(plan, partials[blk.index], [partials[n] for n in plan.neighbours(*blk.index)])
+        nbrs = [partials[n].toward(blk.core) for n in plan.neighbours(*blk.index)]
+        c, f = finish_block(plan, partials[blk.index], nbrs)
         cls[blk.core.slices()], conf[blk.core.slices()] = c, f
     return cls, conf
 

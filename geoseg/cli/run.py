@@ -34,9 +34,9 @@ from ._options import log_options, min_area_option, simplify_option
 @click.option(
     "--chunk",
     type=int,
-    default=2048,
-    show_default=True,
-    help="Target block size in pixels (rounded to whole tiles); sets memory use, not results.",
+    default=None,
+    help="Target block size in pixels (rounded to whole tiles); sets memory use, not results "
+    "[default: 1024 on CPU, 2048 on CUDA].",
 )
 @click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda or cuda:N.")
 @click.option(
@@ -69,7 +69,7 @@ def run(
     tile: int | None,
     overlap: int,
     batch: int | None,
-    chunk: int,
+    chunk: int | None,
     device: str,
     precision: str,
     bands: str | None,
