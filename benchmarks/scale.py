@@ -4,7 +4,11 @@
                                [--tile 512] [--overlap 64] [--precision auto] [--skip-big]
 
 Everything below runs in one invocation, side by side, on the same synthetic
-scene and the same (untrained, seeded) weights, so the ratios compare like with like:
+scene and the same weights (``--model``, a trained checkpoint, or untrained seeded
+weights of ``--arch``/``--encoder``), so the ratios compare like with like.
+Untrained weights give a speckled map with tens of times more polygons than a
+trained model's, which makes vectorisation unrepresentatively slow: pass a trained
+model for figures that mean something.
 
 (a) end-to-end ``geoseg run`` scene throughput ÷ model-only forward throughput at
     the same tile, batch and precision (geoseg's CPU layout: one intra-op thread per
@@ -18,7 +22,8 @@ scene and the same (untrained, seeded) weights, so the ratios compare like with 
     scene and weights: throughput, peak RSS, and how often each agrees with a
     whole-scene reference along tile seams.
 
-Each command runs as a subprocess, so its peak RSS is its own.
+Each command runs as a subprocess, so its peak RSS is its own (summed over the
+worker processes it starts).
 """
 
 from __future__ import annotations
@@ -66,25 +71,36 @@ gdf.to_file(out, layer="landcover", driver="GPKG")
 np.save(out + ".npy", classes)
 """
 
-_MEASURE = """
-import resource, subprocess, sys, time
-t0 = time.perf_counter()
-subprocess.run(sys.argv[1:], check=True, stdout=subprocess.DEVNULL)
-print(time.perf_counter() - t0, resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 2**20)
-"""
-
 
 def measured(cmd: list[str]) -> tuple[float, float]:
-    """Wall seconds and peak RSS (GiB) of one command run alone."""
-    out = subprocess.run([sys.executable, "-c", _MEASURE, *cmd], check=True, capture_output=True, text=True).stdout
-    wall, rss = out.split()
-    return float(wall), float(rss)
+    """Wall seconds and peak RSS (GiB) of one command run alone.
+
+    The RSS is that of the whole process tree (the command and every worker
+    process it starts), sampled every 50 ms: the peak of the sum, not the
+    largest single process.
+    """
+    import psutil
+
+    t0 = time.perf_counter()
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL)
+    top = psutil.Process(proc.pid)
+    peak = 0
+    while proc.poll() is None:
+        try:
+            rss = top.memory_info().rss + sum(c.memory_info().rss for c in top.children(recursive=True))
+        except psutil.Error:  # a worker ended between listing and reading it
+            continue
+        peak = max(peak, rss)
+        time.sleep(0.05)
+    if proc.returncode:
+        raise subprocess.CalledProcessError(proc.returncode, cmd)
+    return time.perf_counter() - t0, peak / 2**30
 
 
 def scene_and_model(
-    workdir: Path | None, size: int, arch: str, encoder: str, tile: int, prefix: str
+    workdir: Path | None, size: int, arch: str, encoder: str, tile: int, prefix: str, model: Path | None = None
 ) -> tuple[Path, Path, Path]:
-    """The benchmarks' seeded synthetic scene and seeded untrained model: (workdir, scene, checkpoint)."""
+    """The benchmarks' seeded synthetic scene and `model`, or a seeded untrained one: (workdir, scene, checkpoint)."""
     from geoseg.predict.checkpoint import init_checkpoint
     from geoseg.synthetic import SceneSpec, write_scene
 
@@ -93,6 +109,8 @@ def scene_and_model(
     scene = work / f"scene{size}.tif"
     if not scene.exists():
         write_scene(SceneSpec(width=size, height=size, pixel_size=0.1, seed=11), scene)
+    if model is not None:
+        return work, scene, model.resolve()
     ckpt = work / f"{arch}_{encoder}.pt"
     init_checkpoint(ckpt, arch=arch, encoder=encoder, in_channels=3, seed=0, tile_size=tile)
     return work, scene, ckpt
@@ -105,18 +123,21 @@ def model_only(ckpt: Path, tile: int, precision: str, n_tiles: int, workers: int
 
     pred = Predictor(ckpt, device="cpu", threads=threads, precision=precision)
     x = np.random.default_rng(0).integers(0, 255, (1, pred.spec.in_channels, tile, tile), dtype=np.uint8)
-    pred.predict(x)  # warm-up
     per = max(1, n_tiles // workers)
+    start = threading.Barrier(workers + 1)
 
     def work() -> None:
+        pred.predict(x)  # warm-up, in each thread
+        start.wait()
         for _ in range(per):
             pred.predict(x)
 
-    t0 = time.perf_counter()
-    threads = [threading.Thread(target=work) for _ in range(workers)]
-    for t in threads:
+    pool = [threading.Thread(target=work) for _ in range(workers)]
+    for t in pool:
         t.start()
-    for t in threads:
+    start.wait()
+    t0 = time.perf_counter()
+    for t in pool:
         t.join()
     return per * workers * tile * tile / 1e6 / (time.perf_counter() - t0)
 
@@ -141,6 +162,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--size", type=int, default=4096)
     ap.add_argument("--big", type=int, default=16384)
+    ap.add_argument("--model", type=Path, default=None, help="a trained checkpoint (default: untrained, seeded)")
     ap.add_argument("--arch", default="unet")
     ap.add_argument("--encoder", default="resnet34")
     ap.add_argument("--tile", type=int, default=512)
@@ -155,7 +177,7 @@ def main() -> None:
     from geoseg.predict.engine import resolve_device, resolve_precision
     from geoseg.tiling import TileGrid
 
-    work, scene, ckpt = scene_and_model(a.workdir, a.size, a.arch, a.encoder, a.tile, "geoseg-scale-")
+    work, scene, ckpt = scene_and_model(a.workdir, a.size, a.arch, a.encoder, a.tile, "geoseg-scale-", a.model)
     cores = os.cpu_count() or 1
     precision = resolve_precision(resolve_device("cpu"), a.precision)
     grid = TileGrid(a.size, a.size, a.tile, a.overlap)
@@ -169,7 +191,7 @@ def main() -> None:
         return wall, rss, json.loads((out / f"{path.stem}.run.json").read_text())
 
     # (a) model-only vs end to end, same precision
-    mo = model_only(ckpt, a.tile, precision, max(8, 4 * cores), cores)
+    mo = model_only(ckpt, a.tile, precision, 12 * cores, cores)
     wall, rss, report = geoseg_run(scene, work / "geoseg", "--precision", precision)
     inproc = report["timings_s"]["total"]
     mo_scene = mo / recompute
@@ -179,7 +201,7 @@ def main() -> None:
         [sys.executable, "-c", PLAIN, str(scene), str(ckpt), str(a.tile), str(a.overlap), str(plain_out)]
     )
     wall32, rss32, _ = geoseg_run(scene, work / "geoseg32", "--precision", "fp32")
-    mo32 = model_only(ckpt, a.tile, "fp32", max(8, 4 * cores), cores) / recompute
+    mo32 = model_only(ckpt, a.tile, "fp32", 12 * cores, cores) / recompute
 
     # seam quality: agreement with a single whole-scene forward pass (fp32) of a 1024² crop
     from geoseg.predict.fit import predict_window
@@ -198,8 +220,12 @@ def main() -> None:
     with rasterio.open(work / "geoseg32x" / f"{scene.stem}.classes.tif") as ds:
         ours_exact = ds.read(1, window=((0, crop), (0, crop)))
 
+    from geoseg.predict.checkpoint import read_spec
+
+    spec = read_spec(ckpt)
+    weights = f"{spec.arch}/{spec.encoder} " + (f"trained ({ckpt.name})" if a.model else "(untrained, seeded)")
     print(
-        f"\n# geoseg at scale: {a.arch}/{a.encoder} (untrained, seeded), {a.size}² synthetic scene, "
+        f"\n# geoseg at scale: {weights}, {a.size}² synthetic scene, "
         f"tile {a.tile}, overlap {a.overlap}, CPU with {cores} cores, precision {precision}"
     )
     print(f"tile grid: {tiles} tiles, {recompute:.2f} model pixels per scene pixel\n")
