@@ -55,18 +55,52 @@ def traced_peak(scene: Path, model: Path, outdir: Path, **kw) -> tuple[int, dict
 @pytest.mark.parametrize("cleaning", [{"min_area": 0, "simplify": 0}, {}], ids=["exact", "default-cleaning"])
 def test_peak_memory_does_not_grow_with_the_scene(tmp_path, fcn_model, monkeypatch, cleaning):
     monkeypatch.setattr(pipeline, "VECTOR_CELL", 512)
-    small = tmp_path / "small.tif"
-    write_scene(SceneSpec(width=SIZE, height=SIZE, pixel_size=0.1, seed=5), small)
-    big = tile_copies(small, tmp_path / "big.tif", 4, 1)
+    one = tmp_path / "one.tif"
+    write_scene(SceneSpec(width=SIZE, height=SIZE, pixel_size=0.1, seed=5), one)
+    # both scenes are longer than the front of blocks waiting for their neighbours (~3 rows)
+    small = tile_copies(one, tmp_path / "small.tif", 2, 1)
+    big = tile_copies(one, tmp_path / "big.tif", 8, 1)
     # once untraced first: lazy imports and one-time caches are not what is measured
-    pipeline.run(RunConfig(scene=small, model=fcn_model, outdir=tmp_path / "warm-up", tile=256, workers=1))
+    pipeline.run(RunConfig(scene=one, model=fcn_model, outdir=tmp_path / "warm-up", tile=256, workers=1))
 
     peak_small, rep_small = traced_peak(small, fcn_model, tmp_path / "out-small", **cleaning)
     peak_big, rep_big = traced_peak(big, fcn_model, tmp_path / "out-big", **cleaning)
 
-    assert rep_big["grid"]["blocks"] == [10, 3] and rep_small["grid"]["blocks"] == [3, 3]
+    assert rep_big["grid"]["blocks"] == [19, 3] and rep_small["grid"]["blocks"] == [5, 3]
     assert rep_big["polygons"] > 3 * rep_small["polygons"]  # 4x the work, not a near-empty map
     # the trace sees the run's arrays: at least one block accumulator (int32 per class and pixel)
     ext = 2 * 224 + 32
     assert peak_small > 6 * ext * ext * 4
     assert peak_big <= 1.2 * peak_small, f"{peak_big / 2**20:.1f} MiB vs {peak_small / 2**20:.1f} MiB"
+
+
+def test_blocks_advance_row_by_row_so_at_most_two_rows_wait_for_neighbours():
+    """In Dask's execution order, the blocks predicted but not yet stitched never exceed two rows.
+
+    The same graph built from nested ``dask.delayed`` objects was ordered
+    interior first, leaving the scene's outer ring of blocks to the end (63
+    waiting blocks on this 19 x 19 plan).
+    """
+    from dask.order import order
+
+    from geoseg.tiling import BlockPlan, TileGrid
+
+    class EmptyStore:
+        def done_blocks(self) -> set:
+            return set()
+
+    plan = BlockPlan.from_chunk(TileGrid(16384, 16384, tile=512, overlap=64), 1024)
+    job = pipeline.Job("s.tif", (1, 2, 3), (0.0,) * 3, plan, "m.pt", "cpu", "fp32", None, 1, 1, "s.zarr", 6)
+    dsk, keys = pipeline._graph(job, EmptyStore())
+    assert len(keys) == len(plan) == 19 * 19
+    priority = order(dsk)
+    waiting: set[str] = set()
+    most = 0
+    for key in sorted(dsk, key=lambda k: getattr(priority[k], "priority", priority[k])):
+        kind, block = key.split("-", 1)
+        if kind == "predict":
+            waiting.add(block)
+        elif kind == "stitch":
+            waiting.discard(block)
+        most = max(most, len(waiting))
+    assert most <= 2 * plan.shape[1]
