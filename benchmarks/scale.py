@@ -190,11 +190,15 @@ def main() -> None:
         wall, rss = measured([*cli, "--tile", str(a.tile), "--overlap", str(a.overlap), "--overwrite", "-q", *extra])
         return wall, rss, json.loads((out / f"{path.stem}.run.json").read_text())
 
-    # (a) model-only vs end to end, same precision
-    mo = model_only(ckpt, a.tile, precision, 12 * cores, cores)
+    def model_only_scene() -> float:
+        """Model-only throughput in scene Mpx/s (the machine's speed drifts: measure next to each run)."""
+        return model_only(ckpt, a.tile, precision, 12 * cores, cores) / recompute
+
+    # (a) model-only vs end to end, same precision: model-only measured just before and after
+    mo_before = model_only_scene()
     wall, rss, report = geoseg_run(scene, work / "geoseg", "--precision", precision)
+    mo_scene = (mo_before + model_only_scene()) / 2
     inproc = report["timings_s"]["total"]
-    mo_scene = mo / recompute
     # (c) the plain script, fp32 (as written by hand), and geoseg at fp32 for a like-for-like line
     plain_out = work / "plain.gpkg"
     plain_wall, plain_rss = measured(
@@ -232,7 +236,9 @@ def main() -> None:
     print("(a) end to end vs model-only (scene Mpx/s, same tile, batch 1 per pass, same precision)")
     print("| | scene Mpx/s | ratio |")
     print("|---|---|---|")
-    print(f"| model-only forward ({precision}, {cores} passes x 1 thread) | {mo_scene:.3f} | 1 |")
+    print(
+        f"| model-only forward ({precision}, {cores} passes x 1 thread; before {mo_before:.3f}) | {mo_scene:.3f} | 1 |"
+    )
     print(
         f"| `geoseg run`, whole command (incl. interpreter + torch start-up) | {scene_mpx / wall:.3f} | "
         f"{scene_mpx / wall / mo_scene:.2f} |"
@@ -271,7 +277,17 @@ def main() -> None:
         big = work / f"scene{a.size * k}.tif"
         if not big.exists():
             mosaic(scene, big, k)
+        mo_big = model_only_scene()
         wall_big, rss_big, rep_big = geoseg_run(big, work / "big", "--precision", precision)
+        mo_big = (mo_big + model_only_scene()) / 2
+        big_mpx = (a.size * k) ** 2 / 1e6
+        print(f"\n(a) on the {a.size * k}² scene (model-only measured just before and after the run)")
+        print("| | scene Mpx/s | ratio |")
+        print("|---|---|---|")
+        print(f"| model-only forward ({precision}) | {mo_big:.3f} | 1 |")
+        print(f"| `geoseg run`, whole command | {big_mpx / wall_big:.3f} | {big_mpx / wall_big / mo_big:.2f} |")
+        inproc_big = rep_big["timings_s"]["total"]
+        print(f"| `geoseg run`, in-process | {big_mpx / inproc_big:.3f} | {big_mpx / inproc_big / mo_big:.2f} |")
         print(f"\n(b) memory vs scene size ({precision})")
         print("| scene | area | wall s | peak RSS GiB | RSS ratio |")
         print("|---|---|---|---|---|")
