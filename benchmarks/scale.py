@@ -142,22 +142,6 @@ def model_only(ckpt: Path, tile: int, precision: str, n_tiles: int, workers: int
     return per * workers * tile * tile / 1e6 / (time.perf_counter() - t0)
 
 
-def mosaic(src: Path, dst: Path, k: int) -> None:
-    """`k` x `k` copies of `src`, written block by block."""
-    import rasterio
-    from rasterio.windows import Window
-
-    with rasterio.open(src) as ds:
-        profile = ds.profile | {"width": k * ds.width, "height": k * ds.height, "tiled": True, "compress": "deflate"}
-        with rasterio.open(dst, "w", **profile) as out:
-            for _, win in ds.block_windows(1):
-                data = ds.read(window=win)
-                for i in range(k):
-                    for j in range(k):
-                        w = Window(win.col_off + j * ds.width, win.row_off + i * ds.height, win.width, win.height)
-                        out.write(data, window=w)
-
-
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--size", type=int, default=4096)
@@ -276,7 +260,9 @@ def main() -> None:
         k = max(1, a.big // a.size)
         big = work / f"scene{a.size * k}.tif"
         if not big.exists():
-            mosaic(scene, big, k)
+            from geoseg.synthetic import write_copies
+
+            write_copies(scene, big, k, k)
         mo_big = model_only_scene()
         wall_big, rss_big, rep_big = geoseg_run(big, work / "big", "--precision", precision)
         mo_big = (mo_big + model_only_scene()) / 2

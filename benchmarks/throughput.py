@@ -6,8 +6,9 @@ Prints, from one run on this machine:
 - model-only forward throughput (tile pixels/s) with the pipeline's CPU layout
   (one intra-op thread per forward, one forward per core) and with one forward
   using all cores, for comparison;
-- end-to-end scene throughput of `geoseg run` (a subprocess, so its peak RSS is
-  measured alone), its throughput in tile pixels, and the ratio to model-only;
+- end-to-end scene throughput of `geoseg run` (a subprocess, so its peak RSS,
+  summed over its worker processes, is its own), its throughput in tile pixels,
+  and the ratio to model-only;
 - the class raster's identity for two chunk sizes and the polygon count.
 """
 
@@ -17,21 +18,8 @@ import argparse
 import hashlib
 import json
 import os
-import resource
-import subprocess
 import sys
-import time
 from pathlib import Path
-
-
-def run_cli(args: list[str]) -> tuple[float, float]:
-    """Wall seconds and peak RSS (GiB) of one `geoseg run` subprocess."""
-    before = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
-    t0 = time.perf_counter()
-    subprocess.run([sys.executable, "-m", "geoseg", *args], check=True)
-    wall = time.perf_counter() - t0
-    peak = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
-    return wall, max(peak, before) / 2**20
 
 
 def main() -> None:
@@ -45,7 +33,7 @@ def main() -> None:
     ap.add_argument("--workdir", type=Path, default=None)
     a = ap.parse_args()
 
-    from scale import model_only, scene_and_model  # benchmarks/scale.py, beside this script
+    from scale import measured, model_only, scene_and_model  # benchmarks/scale.py, beside this script
 
     from geoseg.tiling import TileGrid
 
@@ -60,26 +48,52 @@ def main() -> None:
     results = {}
     for chunk in [int(c) for c in a.chunks.split(",")]:
         out = work / f"out{chunk}"
-        wall, rss = run_cli(["run", str(scene), "--model", str(ckpt), "-o", str(out), "--tile", str(a.tile),
-                             "--overlap", str(a.overlap), "--chunk", str(chunk), "--precision", "fp32",
-                             "--overwrite", "--quiet"])
+        wall, rss = measured(
+            [
+                sys.executable,
+                "-m",
+                "geoseg",
+                "run",
+                str(scene),
+                "--model",
+                str(ckpt),
+                "-o",
+                str(out),
+                "--tile",
+                str(a.tile),
+                "--overlap",
+                str(a.overlap),
+                "--chunk",
+                str(chunk),
+                "--precision",
+                "fp32",
+                "--overwrite",
+                "--quiet",
+            ]
+        )
         report = json.loads((out / f"{scene.stem}.run.json").read_text())
         digest = hashlib.sha256((out / f"{scene.stem}.classes.tif").read_bytes()).hexdigest()[:16]
         results[chunk] = (wall, rss, report, digest)
 
     scene_mpx = a.size * a.size / 1e6
     tile_mpx = n_tiles * a.tile * a.tile / 1e6
-    print(f"\n# geoseg throughput: {a.arch}/{a.encoder}, {a.size}x{a.size} synthetic scene, tile {a.tile}, "
-          f"overlap {a.overlap}, CPU, {cores} cores")
-    print(f"tiles: {n_tiles} ({tile_mpx:.1f} Mpx of model input for {scene_mpx:.1f} Mpx of scene, "
-          f"{grid.recompute_factor:.2f}x)")
+    print(
+        f"\n# geoseg throughput: {a.arch}/{a.encoder}, {a.size}x{a.size} synthetic scene, tile {a.tile}, "
+        f"overlap {a.overlap}, CPU, {cores} cores"
+    )
+    print(
+        f"tiles: {n_tiles} ({tile_mpx:.1f} Mpx of model input for {scene_mpx:.1f} Mpx of scene, "
+        f"{grid.recompute_factor:.2f}x)"
+    )
     print(f"model-only forward, 1 thread x {cores} concurrent (geoseg's layout): {mo_layout:.3f} tile Mpx/s")
     print(f"model-only forward, {cores} threads x 1:                      {mo_single:.3f} tile Mpx/s")
     print("| chunk | wall s | scene Mpx/s | tile Mpx/s | ratio to model-only | peak RSS GiB | polygons | sha256 |")
     print("|---|---|---|---|---|---|---|---|")
     for chunk, (wall, rss, rep, digest) in results.items():
-        print(f"| {chunk} | {wall:.1f} | {scene_mpx / wall:.3f} | {tile_mpx / wall:.3f} | "
-              f"{tile_mpx / wall / mo_layout:.2f} | {rss:.2f} | {rep['polygons']} | {digest} |")
+        print(
+            f"| {chunk} | {wall:.1f} | {scene_mpx / wall:.3f} | {tile_mpx / wall:.3f} | "
+            f"{tile_mpx / wall / mo_layout:.2f} | {rss:.2f} | {rep['polygons']} | {digest} |"
+        )
     same = len({r[3] for r in results.values()}) == 1
     print(f"class rasters identical across chunk sizes: {same}")
     first = next(iter(results.values()))[2]

@@ -55,7 +55,7 @@ import numpy as np
 from geoseg.classes import ISPRS, NODATA
 from geoseg.errors import ConfigError
 
-__all__ = ["CLASS_NAMES", "SceneSpec", "render_window", "write_scene"]
+__all__ = ["CLASS_NAMES", "SceneSpec", "render_window", "write_copies", "write_scene"]
 
 logger = logging.getLogger(__name__)
 
@@ -1876,3 +1876,29 @@ def write_scene(
             for leftover in (temp, temp.with_name(temp.name + ".aux.xml")):
                 if leftover.exists():
                     leftover.unlink()
+
+
+def write_copies(src: str | os.PathLike[str], dst: str | os.PathLike[str], rows: int, cols: int) -> Path:
+    """`rows` x `cols` copies of the GeoTIFF `src` side by side in `dst`, written block by block.
+
+    A large scene for memory and speed measurements whose writing needs no
+    more memory than one block of `src`.
+    """
+    import rasterio
+    from rasterio.windows import Window
+
+    with rasterio.open(src) as ds:
+        profile = ds.profile | {
+            "width": cols * ds.width,
+            "height": rows * ds.height,
+            "tiled": True,
+            "compress": "deflate",
+        }
+        with rasterio.open(dst, "w", **profile) as out:
+            for _, win in ds.block_windows(1):
+                data = ds.read(window=win)
+                for i in range(rows):
+                    for j in range(cols):
+                        w = Window(win.col_off + j * ds.width, win.row_off + i * ds.height, win.width, win.height)
+                        out.write(data, window=w)
+    return Path(dst)

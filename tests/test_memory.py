@@ -19,26 +19,12 @@ import tracemalloc
 from pathlib import Path
 
 import pytest
-import rasterio
-from rasterio.windows import Window
 
 from geoseg import pipeline
 from geoseg.config import RunConfig
-from geoseg.synthetic import SceneSpec, write_scene
+from geoseg.synthetic import SceneSpec, write_copies, write_scene
 
 SIZE = 1024
-
-
-def tile_copies(src: Path, dst: Path, rows: int, cols: int) -> Path:
-    """`rows` x `cols` copies of `src`, written window by window."""
-    with rasterio.open(src) as ds:
-        data = ds.read()
-        profile = ds.profile | {"width": cols * SIZE, "height": rows * SIZE, "tiled": True, "compress": "deflate"}
-    with rasterio.open(dst, "w", **profile) as out:
-        for i in range(rows):
-            for j in range(cols):
-                out.write(data, window=Window(j * SIZE, i * SIZE, SIZE, SIZE))
-    return dst
 
 
 def traced_peak(scene: Path, model: Path, outdir: Path, **kw) -> tuple[int, dict]:
@@ -58,8 +44,8 @@ def test_peak_memory_does_not_grow_with_the_scene(tmp_path, fcn_model, monkeypat
     one = tmp_path / "one.tif"
     write_scene(SceneSpec(width=SIZE, height=SIZE, pixel_size=0.1, seed=5), one)
     # both scenes are longer than the front of blocks waiting for their neighbours (~3 rows)
-    small = tile_copies(one, tmp_path / "small.tif", 2, 1)
-    big = tile_copies(one, tmp_path / "big.tif", 8, 1)
+    small = write_copies(one, tmp_path / "small.tif", 2, 1)
+    big = write_copies(one, tmp_path / "big.tif", 8, 1)
     # once untraced first: lazy imports and one-time caches are not what is measured
     pipeline.run(RunConfig(scene=one, model=fcn_model, outdir=tmp_path / "warm-up", tile=256, workers=1))
 
