@@ -25,12 +25,12 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Self
 
+import cc3d
 import numpy as np
 import rasterio.features
 import shapely
 from affine import Affine
 from pyproj import CRS, Geod, Proj, Transformer
-from scipy import ndimage
 
 from .classes import NODATA
 from .tiling import Rect
@@ -55,8 +55,6 @@ __all__ = [
 ]
 
 log = logging.getLogger(__name__)
-
-_FOUR = ndimage.generate_binary_structure(2, 1)
 
 
 @dataclass
@@ -183,7 +181,7 @@ class Polygons(_Columns):
 
 
 def label_regions(classes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """4-connected regions of equal class; nodata is label 0.
+    """4-connected regions of equal class, numbered in raster order of their first pixel; nodata is label 0.
 
     Returns
     -------
@@ -191,18 +189,33 @@ def label_regions(classes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     region_class : ndarray of uint8
         Class of region ``i + 1``.
     """
-    labels = np.zeros(classes.shape, dtype=np.int32)
-    region_class: list[np.ndarray] = []
-    offset = 0
-    for c in np.unique(classes):
-        if c == NODATA:
-            continue
-        lab, n = ndimage.label(classes == c, structure=_FOUR)
-        mask = lab > 0
-        labels[mask] = lab[mask] + offset
-        region_class.append(np.full(n, c, dtype=np.uint8))
-        offset += n
-    return labels, (np.concatenate(region_class) if region_class else np.zeros(0, np.uint8))
+    labels, first = _regions(classes)
+    return labels, classes.ravel()[first]
+
+
+def _regions(classes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Region labels (as :func:`label_regions`) and the flat index of each region's first pixel.
+
+    All classes are labelled in one pass (``cc3d``), ~10x faster than
+    labelling each class's mask in turn.
+    """
+    keyed = classes.astype(np.uint16) + 1  # cc3d's background is 0: make nodata, and only nodata, 0
+    keyed[classes == NODATA] = 0
+    labels = cc3d.connected_components(keyed, connectivity=4, out_dtype=np.uint32).view(np.int32)
+    flat = labels.ravel()
+    if not flat.size:
+        return labels, np.zeros(0, np.int64)
+    # cc3d numbers regions in raster order, so a region starts where the running maximum grows.
+    seen = np.maximum.accumulate(flat)
+    first = np.flatnonzero(np.concatenate([flat[:1] > 0, flat[1:] > seen[:-1]]))
+    if not np.array_equal(flat[first], np.arange(1, len(first) + 1)):  # another numbering: renumber
+        values, first = np.unique(flat, return_index=True)
+        values, first = values[values > 0], first[values > 0]
+        order = np.argsort(first)
+        lut = np.zeros(int(values[-1]) + 1, np.int32)
+        lut[values[order]] = np.arange(1, len(values) + 1, dtype=np.int32)
+        labels, first = lut[labels], first[order]
+    return labels, first
 
 
 def _shapes(
@@ -319,7 +332,8 @@ def polygonize_block(
             _anchors_from_rings(xy, ring_off, poly_off),
             ragged=(xy, ring_off, poly_off),
         )
-    labels, region_class = label_regions(classes)
+    labels, first = _regions(classes)
+    region_class = classes.ravel()[first]
     n = len(region_class)
     region_geoms: np.ndarray | None = None
     if geometry:
@@ -340,9 +354,7 @@ def polygonize_block(
         "left": labels[:, 0].copy(),
         "right": labels[:, -1].copy(),
     }
-    values, first = np.unique(flat, return_index=True)
-    first = first[values > 0]
-    rows, cols = np.divmod(first.astype(np.int64), classes.shape[1])
+    rows, cols = np.divmod(first, classes.shape[1])
     anchor = (rows + core.row0) << 32 | (cols + core.col0)
     adj = region_adjacency(labels) if adjacency else None
     return BlockPolygons(index, core, region_geoms, region_class, pixels, conf_sum, edges, anchor, adj)

@@ -157,3 +157,34 @@ def test_fast_path_without_labels_matches_the_labelled_path(block):
     a, b = merge_blocks(fast), merge_blocks(slow)
     np.testing.assert_array_equal(a.anchor, b.anchor)
     assert shapely.equals(a.geoms, b.geoms).all()
+
+
+@pytest.mark.parametrize("renumbered", [False, True])
+def test_label_regions_are_each_class_s_connected_components_in_raster_order(monkeypatch, renumbered):
+    """One-pass labelling gives the same regions as labelling every class mask with scipy."""
+    import cc3d
+
+    import geoseg.vectorize as vec
+
+    if renumbered:  # a labeller numbering regions in another order must be renumbered, not trusted
+        label = cc3d.connected_components
+
+        def shuffled(data, **kw):
+            lab = label(data, **kw)
+            perm = np.random.default_rng(0).permutation(int(lab.max())) + 1
+            return np.concatenate([[0], perm]).astype(lab.dtype)[lab]
+
+        monkeypatch.setattr(vec.cc3d, "connected_components", shuffled)
+    cls = class_raster(150, 131, seed=3)
+    labels, region_class = label_regions(cls)
+    assert labels.dtype == np.int32 and (labels == 0).sum() == (cls == NODATA).sum()
+    n = 0
+    for c in range(6):
+        ref, k = ndimage.label(cls == c, structure=ndimage.generate_binary_structure(2, 1))
+        n += k
+        pairs = np.unique(np.column_stack([ref[ref > 0], labels[ref > 0]]), axis=0)
+        assert len(pairs) == k == len(np.unique(pairs[:, 1]))  # one label per scipy region, and back
+        assert (region_class[pairs[:, 1] - 1] == c).all()
+    assert len(region_class) == n == labels.max()
+    firsts = [np.flatnonzero(labels.ravel() == i)[0] for i in range(1, n + 1)]
+    assert firsts == sorted(firsts)  # numbered in raster order of their first pixel
