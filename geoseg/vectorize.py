@@ -199,18 +199,17 @@ def _regions(classes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     All classes are labelled in one pass (``cc3d``), ~10x faster than
     labelling each class's mask in turn.
     """
-    keyed = classes.astype(np.uint16) + 1  # cc3d's background is 0: make nodata, and only nodata, 0
-    keyed[classes == NODATA] = 0
+    keyed = classes + np.uint8(1)  # nodata (255) wraps round to 0, cc3d's background
     labels = cc3d.connected_components(keyed, connectivity=4, out_dtype=np.uint32).view(np.int32)
-    flat = labels.ravel()
-    if not flat.size:
-        return labels, np.zeros(0, np.int64)
-    # cc3d numbers regions in raster order, so a region starts where the running maximum grows.
-    seen = np.maximum.accumulate(flat)
-    first = np.flatnonzero(np.concatenate([flat[:1] > 0, flat[1:] > seen[:-1]]))
-    if not np.array_equal(flat[first], np.arange(1, len(first) + 1)):  # another numbering: renumber
-        values, first = np.unique(flat, return_index=True)
-        values, first = values[values > 0], first[values > 0]
+    # A region's first pixel in raster order differs from its left and upper neighbours (they come
+    # earlier), so only such pixels are searched.
+    start = labels > 0
+    start[:, 1:] &= labels[:, 1:] != labels[:, :-1]
+    start[1:] &= labels[1:] != labels[:-1]
+    where = np.flatnonzero(start)
+    values, pos = np.unique(labels.ravel()[where], return_index=True)
+    first = where[pos]  # first[i]: region values[i] == i + 1
+    if len(first) and (first[:-1] > first[1:]).any():  # numbered in another order: renumber
         order = np.argsort(first)
         lut = np.zeros(int(values[-1]) + 1, np.int32)
         lut[values[order]] = np.arange(1, len(values) + 1, dtype=np.int32)
