@@ -8,9 +8,11 @@ from __future__ import annotations
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar
 
-__all__ = ["BlockPool", "ClientPool", "Pool", "imap", "release_free_memory"]
+__all__ = ["BlockPool", "ClientPool", "Pool", "imap", "in_background", "release_free_memory"]
+
+T = TypeVar("T")
 
 
 def release_free_memory() -> None:
@@ -31,6 +33,22 @@ def release_free_memory() -> None:
     if sys.platform.startswith("linux"):
         with contextlib.suppress(OSError, AttributeError):  # not glibc (musl has no malloc_trim)
             ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6").malloc_trim(0)
+
+
+def in_background(fn: Callable[..., T], *args: Any) -> Future[T]:
+    """``fn(*args)`` started in a daemon thread (one that does not hold up the exit of a failed run)."""
+    import threading
+
+    fut: Future[T] = Future()
+
+    def work() -> None:
+        try:
+            fut.set_result(fn(*args))
+        except BaseException as exc:
+            fut.set_exception(exc)
+
+    threading.Thread(target=work, name=getattr(fn, "__name__", "background"), daemon=True).start()
+    return fut
 
 
 class _Result(Protocol):

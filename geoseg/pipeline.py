@@ -41,7 +41,7 @@ import numpy as np
 import shapely
 
 from . import __version__
-from ._parallel import BlockPool, ClientPool, Pool, imap, release_free_memory
+from ._parallel import BlockPool, ClientPool, Pool, imap, in_background, release_free_memory
 from .classes import ISPRS, NODATA, ClassTable
 from .config import RunConfig
 from .errors import ConfigError, GeosegIOError, OutputExistsError, SceneError
@@ -458,12 +458,13 @@ def run(cfg: RunConfig, *, progress: ProgressCallback | None = None) -> RunResul
     block's input, its accumulator (4 bytes x classes per pixel) and a few
     blocks' partial results are in flight at once.
     """
-    from .predict.checkpoint import model_hash, read_spec
-
     t_start = time.perf_counter()
     timings: dict[str, float] = {}
     info = open_scene(cfg.scene)
     scene_path = Path(info.path)
+    scene_checksum = in_background(file_checksum, info.path)  # hashing a big scene overlaps importing torch
+    from .predict.checkpoint import model_hash, read_spec
+
     spec = read_spec(cfg.model)
     bands = select_bands(info, cfg.bands, spec.in_channels, spec.bands)
     if not has_valid_pixels(info):
@@ -496,7 +497,7 @@ def run(cfg: RunConfig, *, progress: ProgressCallback | None = None) -> RunResul
         remove_stale_parts(paths[key])  # what a killed run was writing
 
     t0 = time.perf_counter()
-    checksum = file_checksum(info.path)
+    checksum = scene_checksum.result()
     mhash = model_hash(cfg.model)
     timings["checksum"] = time.perf_counter() - t0
     fill = _fill_values(spec.mean)
