@@ -76,6 +76,7 @@ class RunSettings(BaseModel):
     chunk: int | None = None
     device: str = "auto"
     precision: Literal["auto", "fp32", "bf16", "fp16"] = "auto"
+    compile: bool = False
     bands: tuple[int, ...] | None = None
     simplify: float | None = None
     min_area: float | None = None

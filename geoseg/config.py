@@ -37,6 +37,7 @@ class RunConfig(BaseModel):
     chunk: int | None = Field(default=None, ge=32)
     device: str = "auto"
     precision: Literal["auto", "fp32", "bf16", "fp16"] = "auto"
+    compile: bool = False
     bands: tuple[int, ...] | None = None
     simplify: float | None = Field(default=None, ge=0)
     min_area: float | None = Field(default=None, ge=0)

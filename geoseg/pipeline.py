@@ -96,6 +96,7 @@ class Job:
     checkpoint: str
     device: str
     precision: str
+    compile: bool
     batch: int | None
     threads: int | None
     parallel: int
@@ -130,6 +131,7 @@ def predict_block(job: Job, by: int, bx: int) -> Timed:
         batch_size=job.batch,
         precision=job.precision,
         threads=job.threads,
+        compile=job.compile,
     )
     weights = tile_weights(grid.tile, grid.overlap)
     acc = np.zeros((job.num_classes, ext.height, ext.width), dtype=np.int32)
@@ -516,7 +518,7 @@ def run(cfg: RunConfig, *, progress: ProgressCallback | None = None) -> RunResul
         "fill": list(fill),
         "precision": precision,
         "format": 1,
-    }
+    } | ({"compile": True} if cfg.compile else {})  # compiled kernels may differ in the last bit
     store, resumed = WorkStore.prepare(paths["store"], plan, fingerprint, overwrite=cfg.overwrite)
 
     # One intra-op thread per CPU forward pass, one pass per Dask worker: the
@@ -538,6 +540,7 @@ def run(cfg: RunConfig, *, progress: ProgressCallback | None = None) -> RunResul
         checkpoint=str(Path(cfg.model).resolve()),
         device=cfg.device,
         precision=precision,
+        compile=cfg.compile,
         batch=cfg.batch,
         threads=threads,
         parallel=parallel,

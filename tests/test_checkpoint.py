@@ -96,3 +96,36 @@ def test_pickled_code_is_never_executed(tmp_path, capsys):
         with pytest.raises(CheckpointError):
             read_spec(tmp_path / name)
     assert "must never run" not in capsys.readouterr().out
+
+
+def test_a_failing_compiler_falls_back_to_the_eager_model(monkeypatch, caplog, fcn_model):
+    """--compile on a machine whose compiler fails: same probabilities as without it, and a warning."""
+
+    def broken(model, **kw):
+        def call(x):
+            raise RuntimeError("InductorError: no working C++ compiler\ndetails...")
+
+        return call
+
+    x = (np.random.default_rng(0).random((2, 3, 64, 64)) * 255).astype(np.uint8)
+    eager = Predictor(fcn_model, device="cpu", precision="fp32").predict(x)
+    monkeypatch.setattr(torch, "compile", broken)
+    p = Predictor(fcn_model, device="cpu", precision="fp32", compile=True)
+    assert p.compiled
+    with caplog.at_level("WARNING", logger="geoseg.predict.engine"):
+        got = p.predict(x)
+    assert not p.compiled
+    np.testing.assert_array_equal(got, eager)
+    assert "torch.compile failed, running the model eagerly: InductorError: no working C++ compiler" in caplog.text
+
+
+@pytest.mark.slow
+def test_compiled_model_agrees_with_the_eager_one(tmp_path, fcn_model):
+    """A real torch.compile (TorchInductor, C++ on CPU): the first pass compiles, results match eager."""
+    x = (np.random.default_rng(1).random((2, 3, 128, 128)) * 255).astype(np.uint8)
+    eager = Predictor(fcn_model, device="cpu", precision="fp32").predict(x)
+    p = Predictor(fcn_model, device="cpu", precision="fp32", compile=True)
+    got = p.predict(x)
+    assert p.compiled  # compiled, not fallen back
+    np.testing.assert_allclose(got, eager, atol=1e-4)
+    assert (got.argmax(1) == eager.argmax(1)).mean() > 0.999

@@ -226,3 +226,26 @@ def test_run_prints_summary_and_quiet_prints_nothing(tmp_path, fcn_model):
     code, out = invoke("run", scene, "--model", fcn_model, "--tile", "128", "--overwrite", "-q", "-o", tmp_path / "q")
     assert code == 0 and out == ""
     assert (tmp_path / "q" / "s.classes.tif").exists() and (tmp_path / "q" / "s.run.json").exists()
+
+
+def test_compile_flag_runs_the_forward_passes_through_torch_compile(tmp_path, fcn_model, monkeypatch):
+    import json
+
+    import torch
+
+    calls = []
+
+    def recording_compile(model, **kw):
+        def compiled(x):
+            calls.append(tuple(x.shape))
+            return model(x)
+
+        return compiled
+
+    monkeypatch.setattr(torch, "compile", recording_compile)
+    scene = write_tif(tmp_path / "s.tif", smooth_image(300, 280))
+    code, out = invoke("run", scene, "--model", fcn_model, "--tile", "128", "--overlap", "32", "--compile", "-q")
+    assert code == 0, out
+    assert calls and set(calls) == {(1, 3, 128, 128)}  # every forward pass, one fixed shape
+    report = json.loads((tmp_path / "s.run.json").read_text())
+    assert report["parameters"]["compile"] is True

@@ -46,6 +46,13 @@ from ._options import log_options, min_area_option, simplify_option
     show_default=True,
     help="Inference precision: auto is bf16 on CUDA and on CPUs with native bf16, fp16 on older GPUs, else fp32.",
 )
+@click.option(
+    "--compile",
+    "compile_model",
+    is_flag=True,
+    help="Compile the model with torch.compile: worth it on GPUs and for long runs (the first blocks wait "
+    "for the compiler, ~40 s on a small CPU).",
+)
 @click.option("--bands", default=None, help="1-based scene bands in the model's order, e.g. 1,2,3.")
 @simplify_option
 @min_area_option
@@ -72,6 +79,7 @@ def run(
     chunk: int | None,
     device: str,
     precision: str,
+    compile_model: bool,
     bands: str | None,
     simplify: float | None,
     min_area: float | None,
@@ -109,6 +117,7 @@ def run(
             chunk=chunk,
             device=device,
             precision=precision,
+            compile=compile_model,
             bands=parse_bands(bands),
             simplify=simplify,
             min_area=min_area,
