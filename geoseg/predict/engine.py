@@ -8,7 +8,7 @@ import os
 import re
 import threading
 from collections import deque
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import AbstractContextManager, nullcontext
 from pathlib import Path
@@ -190,7 +190,7 @@ class Predictor:
         self.amp_dtype = torch.float16 if self.precision == "fp16" else torch.bfloat16
         self.memory_format = torch.channels_last
         self.model = model.to(self.device).to(memory_format=self.memory_format).eval()
-        self._run = self.model
+        self._run: Callable[[torch.Tensor], torch.Tensor] = self.model
         if compile:
             if not cuda:  # the compiler notes that this machine has no CUDA toolkit: it needs none here
                 logging.getLogger("torch.utils.cpp_extension").setLevel(logging.ERROR)
