@@ -96,12 +96,12 @@ class Job:
     checkpoint: str
     device: str
     precision: str
-    compile: bool
     batch: int | None
     threads: int | None
     parallel: int
     store: str
     num_classes: int
+    compile: bool = False
 
 
 # -- block tasks ------------------------------------------------------------------------------
