@@ -199,7 +199,7 @@ def _regions(classes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     All classes are labelled in one pass (``cc3d``), ~10x faster than
     labelling each class's mask in turn.
     """
-    keyed = classes + np.uint8(1)  # nodata (255) wraps round to 0, cc3d's background
+    keyed = classes.astype(np.uint8, copy=False) + np.uint8(1)  # nodata (255) wraps round to 0, cc3d's background
     labels = cc3d.connected_components(keyed, connectivity=4, out_dtype=np.uint32).view(np.int32)
     # A region's first pixel in raster order differs from its left and upper neighbours (they come
     # earlier), so only such pixels are searched.
