@@ -73,9 +73,17 @@ class BlockPool:
         self.executor = None
         if self.workers > 1:
             import multiprocessing as mp
+            import os
             from concurrent.futures import ProcessPoolExecutor
 
-            self.executor = ProcessPoolExecutor(self.workers, mp_context=mp.get_context("spawn"))
+            from ._lifeline import bind_to_parent
+
+            self.executor = ProcessPoolExecutor(
+                self.workers,
+                mp_context=mp.get_context("spawn"),
+                initializer=bind_to_parent,  # a killed run leaves no worker behind
+                initargs=(os.getpid(),),
+            )
 
     def submit(self, fn: Callable[[Any], Any], item: Any) -> _Result:
         if self.executor is not None:
@@ -91,11 +99,27 @@ class BlockPool:
         if self.executor is not None:
             self.executor.shutdown(cancel_futures=True)
 
+    def terminate(self) -> None:
+        """Stop at once: end the worker processes without waiting for the cells they are on."""
+        if self.executor is None:
+            return
+        terminate = getattr(self.executor, "terminate_workers", None)  # Python >= 3.14
+        if terminate is not None:
+            terminate()
+            return
+        for proc in list((getattr(self.executor, "_processes", None) or {}).values()):
+            proc.terminate()
+        self.executor.shutdown(wait=False, cancel_futures=True)
+
     def __enter__(self) -> BlockPool:
         return self
 
-    def __exit__(self, *exc: object) -> None:
-        self.close()
+    def __exit__(self, et: type[BaseException] | None, *exc: object) -> None:
+        # On an error or an interrupt (Ctrl-C, SIGTERM) the cells in flight are of no use: do not wait for them.
+        if et is None:
+            self.close()
+        else:
+            self.terminate()
 
 
 class ClientPool:

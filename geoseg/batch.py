@@ -25,6 +25,7 @@ system releases it when its process ends, however it ends.
 
 from __future__ import annotations
 
+import contextlib
 import glob
 import json
 import logging
@@ -41,7 +42,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from .config import RunConfig, config_error
-from .errors import ConfigError, GeosegError, GeosegIOError
+from .errors import ConfigError, GeosegError, GeosegIOError, LockedError
 
 __all__ = [
     "BatchJob",
@@ -61,7 +62,7 @@ _NEUTRAL = frozenset({"scene", "model", "outdir", "overwrite", "chunk", "schedul
 _GLOB = frozenset("*?[")
 
 
-class JobLockedError(GeosegError, RuntimeError):
+class JobLockedError(LockedError):
     """Another run of the same job holds its lock."""
 
 
@@ -330,8 +331,7 @@ def run_batch(
     KeyboardInterrupt
         After the manifest has recorded the interrupted scene.
     """
-    from filelock import FileLock, Timeout
-
+    from ._lock import hold
     from .library import resolve_model
     from .predict.checkpoint import model_hash
 
@@ -346,15 +346,11 @@ def run_batch(
             raise GeosegIOError(f"cannot create output folder {outdir}: {exc.strerror or exc}") from None
         if not os.access(outdir, os.W_OK):
             raise GeosegIOError(f"output folder {outdir} is not writable")
-    lock = FileLock(str(outdir / f".{job.region}.lock"), timeout=0)
-    try:
+    with contextlib.ExitStack() as held:
         if not dry_run:
-            lock.acquire()
-    except Timeout:
-        raise JobLockedError(
-            f"job {job.region!r} is already running (lock {lock.lock_file} is held); wait for it to finish"
-        ) from None
-    try:
+            held.enter_context(
+                hold(outdir / f".{job.region}.lock", f"job {job.region!r} is already running", error=JobLockedError)
+            )
         mhash = model_hash(model)
         outcomes = [SceneOutcome(scene=p.stem, path=str(p)) for p in scenes]
         started = datetime.now(UTC).isoformat(timespec="seconds")
@@ -376,9 +372,6 @@ def run_batch(
             regional, features = _merge_if_needed(job, good, ran, progress)
         save(regional, features)
         return BatchResult(job.region, outcomes, job.manifest_path, regional, time.perf_counter() - t_start, features)
-    finally:
-        if lock.is_locked:
-            lock.release()
 
 
 def _map_scene(

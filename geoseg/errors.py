@@ -7,6 +7,7 @@ subclass also inherits the builtin it resembles, so callers can catch either::
     ├── SceneError(GeosegError, ValueError)          the scene cannot be used as given
     ├── ConfigError(GeosegError, ValueError)         an option or setting is invalid
     ├── CheckpointError(GeosegError, ValueError)     a model file is not a usable geoseg checkpoint
+    ├── LockedError(GeosegError, RuntimeError)       another geoseg process is writing the same outputs
     └── GeosegIOError(GeosegError, OSError)          a file cannot be read or written
         ├── SceneNotFoundError(GeosegIOError, FileNotFoundError)
         └── OutputExistsError(GeosegIOError, FileExistsError)
@@ -22,6 +23,7 @@ __all__ = [
     "ConfigError",
     "GeosegError",
     "GeosegIOError",
+    "LockedError",
     "OutputExistsError",
     "SceneError",
     "SceneNotFoundError",
@@ -42,6 +44,10 @@ class ConfigError(GeosegError, ValueError):
 
 class CheckpointError(GeosegError, ValueError):
     """A model file is not a usable geoseg checkpoint."""
+
+
+class LockedError(GeosegError, RuntimeError):
+    """Another geoseg process holds the lock on the same outputs (the command line exits 75: try later)."""
 
 
 class GeosegIOError(GeosegError, OSError):

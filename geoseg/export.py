@@ -15,6 +15,7 @@ import os
 import sqlite3
 import sys
 import uuid
+import zlib
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -27,13 +28,23 @@ import rasterio
 import rasterio.shutil
 from rasterio.windows import Window
 
+from ._failpoints import failpoint
+from ._io import free_bytes, human_bytes, write_error, writing
 from .classes import NODATA, ClassTable
 from .errors import GeosegIOError
 from .raster import SceneInfo
 from .store import WorkStore
 from .tiling import BlockPlan
 
-__all__ = ["GeoPackageWriter", "remove_stale_parts", "staged", "write_class_cog", "write_json"]
+__all__ = [
+    "GeoPackageWriter",
+    "class_sidecars",
+    "remove_stale_parts",
+    "staged",
+    "write_class_cog",
+    "write_json",
+    "write_text",
+]
 
 log = logging.getLogger(__name__)
 
@@ -53,7 +64,7 @@ def staged(path: str | os.PathLike[str]) -> Iterator[Path]:
         _cleanup(tmp)
         if isinstance(exc, GeosegIOError):
             raise
-        raise GeosegIOError(f"cannot write {path}: {exc.strerror or exc}") from exc
+        raise write_error(path, exc) from exc
     except BaseException:
         _cleanup(tmp)
         raise
@@ -73,8 +84,15 @@ def _cleanup(tmp: Path) -> None:
 
 def write_json(data: dict[str, Any], path: str | os.PathLike[str]) -> Path:
     """Write `data` as indented JSON, atomically."""
-    with staged(path) as tmp:
-        tmp.write_text(json.dumps(data, indent=2, default=str) + "\n")
+    return write_text(path, json.dumps(data, indent=2, default=str) + "\n")
+
+
+def write_text(path: str | os.PathLike[str], text: str) -> Path:
+    """Write `text` to `path` atomically (complete, or not at all)."""
+    with staged(path) as tmp, open(tmp, "w", encoding="utf-8") as f:
+        f.write(text)
+        f.flush()
+        os.fsync(f.fileno())  # a full disk fails here, not after the rename
     return Path(path)
 
 
@@ -122,6 +140,7 @@ def write_class_cog(
     """
     path = Path(path)
     is_class = array != "confidence"
+    store.check_complete(plan)
     profile = {
         "driver": "GTiff",
         "width": info.width,
@@ -138,8 +157,9 @@ def write_class_cog(
         "zlevel": 1,
         "bigtiff": "if_safer",
     }
-    with staged(path) as tmp:
+    with staged(path) as tmp, writing(path):
         scratch = tmp.with_name(tmp.name + ".scratch.tif")
+        crcs = []
         try:
             with rasterio.Env(GDAL_PAM_ENABLED="NO"):
                 with rasterio.open(scratch, "w", **profile) as dst:
@@ -147,7 +167,10 @@ def write_class_cog(
                         dst.write_colormap(1, classes.colormap())
                     for block in plan.blocks():
                         r = block.core
-                        dst.write(store.read(r, array)[None], window=Window(r.col0, r.row0, r.width, r.height))
+                        data = store.read(r, array)
+                        crcs.append(_crc(data))
+                        dst.write(data[None], window=Window(r.col0, r.row0, r.width, r.height))
+                failpoint("export")
                 rasterio.shutil.copy(
                     scratch,
                     tmp,
@@ -160,10 +183,50 @@ def write_class_cog(
                 )
         finally:
             scratch.unlink(missing_ok=True)
+        _verify_raster(tmp, plan, crcs, path)
     if is_class:
-        Path(f"{path}.aux.xml").write_text(_pam_xml(classes))
-        path.with_suffix(".qml").write_text(_raster_qml(classes))
+        write_text(f"{path}.aux.xml", _pam_xml(classes))
+        write_text(path.with_suffix(".qml"), _raster_qml(classes))
     return path
+
+
+def class_sidecars(path: str | os.PathLike[str]) -> list[Path]:
+    """The files written beside a class COG: category names for GDAL, a paletted style for QGIS."""
+    path = Path(path)
+    return [Path(f"{path}.aux.xml"), path.with_suffix(".qml")]
+
+
+def _crc(data: np.ndarray) -> int:
+    return zlib.crc32(np.ascontiguousarray(data).tobytes())
+
+
+def _verify_raster(written: Path, plan: BlockPlan, crcs: list[int], path: Path) -> None:
+    """Re-read a written raster: every block equal to what was written, every overview readable.
+
+    GDAL reports some write failures (a disk filling up while it flushes)
+    only on its error stream and still closes the file as if it were
+    complete; a short file read later gives "Read failed" or, worse, sparse
+    blocks that read as nodata. Checked before the file is renamed into place.
+    """
+    problem = None
+    try:
+        with rasterio.open(written) as ds:
+            for block, crc in zip(plan.blocks(), crcs, strict=True):
+                r = block.core
+                if _crc(ds.read(1, window=Window(r.col0, r.row0, r.width, r.height))) != crc:
+                    problem = f"block at rows {r.row0}..{r.row1 - 1} reads back different"
+                    break
+            levels = len(ds.overviews(1))
+        for level in range(levels):  # overview tiles lie before the full-resolution ones in a COG
+            with rasterio.open(written, overview_level=level) as ov:
+                ov.read(1, window=Window(0, 0, min(512, ov.width), min(512, ov.height)))
+                ov.read(1, window=Window(max(0, ov.width - 1), max(0, ov.height - 1), 1, 1))
+    except rasterio.errors.RasterioIOError as exc:
+        problem = f"it reads back with an error ({str(exc).strip().splitlines()[0][:120]})"
+    if problem:
+        free = free_bytes(path)
+        where = f"; {human_bytes(free)} free there" if free is not None else ""
+        raise GeosegIOError(f"cannot write {path}: the file written is incomplete, {problem}{where}")
 
 
 def _vector_qml(classes: ClassTable, *, field: str = "class_id") -> str:
@@ -282,6 +345,12 @@ class GeoPackageWriter:
         if self._created and len(wkb) == 0:
             return
         # GeoPackage 1.2: newer GDALs write 1.4, which GDAL 3.6 / QGIS 3.22 flag as partly unsupported.
+        with writing(self.path):
+            self._append(wkb, fields)
+        self._created = True
+        self.features += len(wkb)
+
+    def _append(self, wkb: np.ndarray, fields: dict[str, np.ndarray]) -> None:
         pyogrio.raw.write(
             self._tmp,
             wkb,
@@ -295,12 +364,18 @@ class GeoPackageWriter:
             dataset_options=None if self._created else {"VERSION": "1.2"},
             layer_options=None if self._created else {"SPATIAL_INDEX": "YES"},
         )
-        self._created = True
-        self.features += len(wkb)
 
     def _finish(self) -> None:
         if not self._created:
             raise ValueError("GeoPackageWriter closed before any batch was written")
+        with writing(self.path):
+            self._finish_tables()
+            # A write that failed without an error would leave fewer features than were sent.
+            found = pyogrio.read_info(self._tmp, layer=self.layer)["features"]
+        if found != self.features:
+            raise GeosegIOError(f"cannot write {self.path}: it holds {found} of the {self.features} polygons written")
+
+    def _finish_tables(self) -> None:
         if self.classes is not None:
             self._table(
                 "classes",

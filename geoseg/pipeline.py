@@ -41,6 +41,7 @@ import numpy as np
 import shapely
 
 from . import __version__
+from ._failpoints import failpoint
 from ._parallel import BlockPool, ClientPool, Pool, imap, in_background, release_free_memory
 from .classes import ISPRS, NODATA, ClassTable
 from .config import RunConfig
@@ -173,6 +174,7 @@ def stitch_block(job: Job, by: int, bx: int, own: Timed, neighbours: Sequence[li
     partial: BlockPartial = own.value
     cls, conf = finish_block(job.plan, partial, neighbours)
     WorkStore(job.store).write_block(job.plan.block(by, bx), cls, conf)
+    failpoint("segment")
     return Timed(None, {"stitch": time.perf_counter() - t0, **own.seconds})
 
 
@@ -242,6 +244,7 @@ class CellTask:
         if self.regions_only:
             regions = polygonize_block(cls, None, core, index, geometry=False, adjacency=True)
             return Timed(regions, {"regions": time.perf_counter() - t0})
+        failpoint("vectorize")
         if lut is not None:
             cls = apply_sieve(cls, lut)
             self.source.keep_cleaned(core, cls)
@@ -293,7 +296,16 @@ class _Runner:
 
             if sched.startswith("local"):
                 n = int(sched.split(":")[1]) if ":" in sched else (self.cfg.workers or self._local_workers())
-                self.cluster = LocalCluster(n_workers=n, threads_per_worker=1, processes=True, dashboard_address=None)
+                from ._lifeline import PRELOAD
+
+                self.cluster = LocalCluster(
+                    n_workers=n,
+                    threads_per_worker=1,
+                    processes=True,
+                    dashboard_address=None,
+                    preload=[PRELOAD],  # nannies and workers end with this process, however it ends
+                    preload_nanny=[PRELOAD],
+                )
                 self.client = Client(self.cluster)
             else:
                 try:
@@ -347,8 +359,14 @@ class _Runner:
         with counter.callback():
             if sched == "synchronous":
                 return list(dask.local.get_sync(dsk, keys))
-            get = dask.threaded.get if sched == "threads" else dask.multiprocessing.get
-            return list(get(dsk, keys, num_workers=self.cfg.workers))
+            if sched == "threads":
+                return list(dask.threaded.get(dsk, keys, num_workers=self.cfg.workers))
+            from functools import partial
+
+            from ._lifeline import bind_to_parent
+
+            bind = partial(bind_to_parent, os.getpid())
+            return list(dask.multiprocessing.get(dsk, keys, num_workers=self.cfg.workers, initializer=bind))
 
 
 # -- the run ----------------------------------------------------------------------------------
@@ -404,6 +422,7 @@ def output_paths(scene: Path, outdir: Path) -> dict[str, Path]:
         "report": outdir / f"{stem}.run.json",
         "preview": outdir / f"{stem}.preview.png",
         "store": outdir / f"{stem}.zarr",
+        "lock": outdir / f".{stem}.lock",
     }
 
 
@@ -417,6 +436,34 @@ def _check_outdir(outdir: Path) -> None:
         raise GeosegIOError(
             f"cannot write to output folder {outdir} ({exc.strerror or exc}); pass -o with a writable folder"
         ) from exc
+
+
+def _remove_if_empty_on_error(folder: Path) -> Callable[..., bool]:
+    """An exit callback: remove `folder` (created by this run) if the run failed before writing into it."""
+
+    def callback(et: type[BaseException] | None, *_: object) -> bool:
+        if et is not None:
+            with contextlib.suppress(OSError):
+                folder.rmdir()  # only succeeds when empty
+        return False
+
+    return callback
+
+
+def _remove_store_on_error_if_empty(store: WorkStore) -> Callable[..., bool]:
+    """An exit callback: a failed run whose store holds no finished block leaves no store behind."""
+
+    def callback(et: type[BaseException] | None, *_: object) -> bool:
+        if et is not None:
+            try:
+                empty = not store.done_blocks()
+            except Exception:  # removed or damaged: nothing to resume from either
+                empty = not store.path.exists()
+            if empty:
+                store.remove()
+        return False
+
+    return callback
 
 
 def _fill_values(spec_mean: Sequence[float]) -> tuple[float, ...]:
@@ -460,6 +507,11 @@ def run(cfg: RunConfig, *, progress: ProgressCallback | None = None) -> RunResul
     block's input, its accumulator (4 bytes x classes per pixel) and a few
     blocks' partial results are in flight at once.
     """
+    with contextlib.ExitStack() as cleanup:
+        return _run(cfg, progress, cleanup)
+
+
+def _run(cfg: RunConfig, progress: ProgressCallback | None, cleanup: contextlib.ExitStack) -> RunResult:
     t_start = time.perf_counter()
     timings: dict[str, float] = {}
     info = open_scene(cfg.scene)
@@ -483,12 +535,27 @@ def run(cfg: RunConfig, *, progress: ProgressCallback | None = None) -> RunResul
     except ValueError as exc:
         raise ConfigError(str(exc)) from None
     plan = BlockPlan.from_chunk(grid, cfg.chunk or default_chunk(cfg.device))
+    precision: str = cfg.precision
+    if not cfg.scheduler.startswith(("tcp://", "tls://")):  # a cluster's workers resolve their own device
+        from .predict.engine import resolve_device, resolve_precision
+
+        precision = resolve_precision(resolve_device(cfg.device), cfg.precision)
 
     outdir = (cfg.outdir or scene_path.parent).resolve()
     paths = output_paths(scene_path, outdir)
+    if not outdir.exists():
+        cleanup.push(_remove_if_empty_on_error(outdir))
     _check_outdir(outdir)
+    from ._lock import hold
+
+    cleanup.enter_context(
+        hold(paths["lock"], f"another geoseg run is writing {scene_path.name} into {outdir}; wait for it to finish")
+    )
+    from .export import class_sidecars
+
     wanted = ["classes", "landcover", "report"] + [k for k in ("confidence", "preview") if getattr(cfg, k)]
     existing = [paths[k].name for k in wanted if paths[k].exists()]
+    existing += [p.name for p in class_sidecars(paths["classes"]) if p.exists()]
     # A working store without a run report is a run that was killed while exporting: finish it.
     interrupted = paths["store"].exists() and not paths["report"].exists()
     if existing and not cfg.overwrite and not interrupted:
@@ -503,11 +570,6 @@ def run(cfg: RunConfig, *, progress: ProgressCallback | None = None) -> RunResul
     mhash = model_hash(cfg.model)
     timings["checksum"] = time.perf_counter() - t0
     fill = _fill_values(spec.mean)
-    precision: str = cfg.precision
-    if not cfg.scheduler.startswith(("tcp://", "tls://")):  # a cluster's workers resolve their own device
-        from .predict.engine import resolve_device, resolve_precision
-
-        precision = resolve_precision(resolve_device(cfg.device), cfg.precision)
     fingerprint = {
         "scene": checksum,
         "model": mhash,
@@ -520,6 +582,7 @@ def run(cfg: RunConfig, *, progress: ProgressCallback | None = None) -> RunResul
         "format": 1,
     } | ({"compile": True} if cfg.compile else {})  # compiled kernels may differ in the last bit
     store, resumed = WorkStore.prepare(paths["store"], plan, fingerprint, overwrite=cfg.overwrite)
+    cleanup.push(_remove_store_on_error_if_empty(store))
 
     # One intra-op thread per CPU forward pass, one pass per Dask worker: the
     # bits of a convolution depend on its thread count, so fixing it makes the
@@ -569,6 +632,7 @@ def run(cfg: RunConfig, *, progress: ProgressCallback | None = None) -> RunResul
         timings["segment"] = time.perf_counter() - t0
         release_free_memory()
         t0 = time.perf_counter()
+        store.check_complete(plan)
         if cleaning.min_pixels > 0:
             store.ensure("cleaned", chunks=VECTOR_CELL)
         source = ClassSource(str(store.path), "store", spec.num_classes)

@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from ._io import write_error, writing
 from .classes import NODATA
 from .errors import GeosegIOError
 from .tiling import Block, BlockPlan, Rect
@@ -87,7 +88,7 @@ class WorkStore:
             group.create_array("done", shape=plan.shape, chunks=(1, 1), dtype="uint8", fill_value=0)
             group.attrs[_ATTR] = fingerprint
         except OSError as exc:
-            raise GeosegIOError(f"cannot create working store {path}: {exc.strerror or exc}") from exc
+            raise write_error(path, exc) from exc
         return cls(path), 0
 
     # -- arrays -----------------------------------------------------------------------------
@@ -108,9 +109,36 @@ class WorkStore:
     def write_block(self, block: Block, classes: np.ndarray, confidence: np.ndarray) -> None:
         """Write a block's final results, then mark it done."""
         s = block.core.slices()
-        self._array("classes", "r+")[s] = classes
-        self._array("confidence", "r+")[s] = confidence
-        self._array("done", "r+")[block.by, block.bx] = 1
+        with writing(self.path):
+            self._array("classes", "r+")[s] = classes
+            self._array("confidence", "r+")[s] = confidence
+            self._array("done", "r+")[block.by, block.bx] = 1
+
+    def check_complete(self, plan: BlockPlan) -> None:
+        """Fail unless every block of `plan` is marked done.
+
+        Readers of the store (the vector stage, the COG export) call this
+        first: a chunk missing from the store reads as its fill value, so a
+        store removed or emptied under a run would otherwise become a class
+        raster of nodata, written with success.
+
+        Raises
+        ------
+        GeosegIOError
+            Blocks are missing (the message says how many).
+        """
+        try:
+            done = int(np.count_nonzero(np.asarray(self._done[:])))
+        except Exception as exc:  # zarr raises its own errors for a store removed under it
+            raise GeosegIOError(
+                f"working store {self.path} is gone or damaged ({type(exc).__name__}); "
+                "was it removed by another process? Run the same command again"
+            ) from exc
+        if done < len(plan):
+            raise GeosegIOError(
+                f"working store {self.path} holds {done} of {len(plan)} finished blocks; "
+                "was it removed or changed by another process? Run the same command again"
+            )
 
     def ensure(self, name: str, *, like: str = "classes", chunks: int | None = None) -> None:
         """Create array `name` shaped like `like` (emptied if it exists), chunked like it or in `chunks` squares."""
@@ -119,14 +147,16 @@ class WorkStore:
         src = self._array(like)
         shape = src.shape
         chunk_shape = src.chunks if chunks is None else tuple(min(chunks, n) for n in shape)
-        group = zarr.open_group(str(self.path), mode="r+")
-        group.create_array(
-            name, shape=shape, chunks=chunk_shape, dtype=src.dtype, fill_value=src.fill_value, overwrite=True
-        )
+        with writing(self.path):
+            group = zarr.open_group(str(self.path), mode="r+")
+            group.create_array(
+                name, shape=shape, chunks=chunk_shape, dtype=src.dtype, fill_value=src.fill_value, overwrite=True
+            )
 
     def write(self, rect: Rect, data: np.ndarray, name: str) -> None:
         """Write a rectangle of one array (whole chunks only when tasks write concurrently)."""
-        self._array(name, "r+")[rect.slices()] = data
+        with writing(self.path):
+            self._array(name, "r+")[rect.slices()] = data
 
     def read(self, rect: Rect, name: str = "classes") -> np.ndarray:
         """Read a rectangle (inside the scene) of one array."""

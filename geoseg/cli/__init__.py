@@ -13,9 +13,12 @@ from typing import Any
 import click
 
 from .. import __version__
-from ..errors import GeosegError
+from ..errors import GeosegError, LockedError
 
-__all__ = ["main"]
+__all__ = ["EXIT_LOCKED", "main"]
+
+#: Exit status when another geoseg process holds the lock on the same outputs (EX_TEMPFAIL: try again later).
+EXIT_LOCKED = 75
 
 
 class _Group(click.Group):
@@ -26,7 +29,7 @@ class _Group(click.Group):
             return super().invoke(ctx)
         except GeosegError as exc:
             click.echo(f"Error: {exc}", err=True)
-            ctx.exit(1)
+            ctx.exit(EXIT_LOCKED if isinstance(exc, LockedError) else 1)
         except KeyboardInterrupt:
             click.echo("Interrupted; run the same command again to resume from the finished blocks.", err=True)
             ctx.exit(130)

@@ -13,18 +13,32 @@ import click
 
 min_area_option = click.option(
     "--min-area",
-    type=float,
+    type=click.FloatRange(min=0),
     default=None,
     help="Minimum mapping unit in m²: smaller regions merge into the neighbour they share most edge with "
     "[default: 16 pixels; 0 = keep every region].",
 )
 simplify_option = click.option(
     "--simplify",
-    type=float,
+    type=click.FloatRange(min=0),
     default=None,
     help="Simplify polygon boundaries by this many metres, keeping shared edges shared "
     "[default: one pixel; 0 = exact pixel edges].",
 )
+
+
+def stop_on_sigterm() -> None:
+    """Let SIGTERM end the command as Ctrl-C does: clean up, say how to resume, exit 130.
+
+    systemd, schedulers and the QGIS plugin stop a run with SIGTERM; without
+    this, Python dies at once, leaving temporary files and worker processes.
+    """
+    import signal
+
+    def interrupt(signum: int, frame: Any) -> None:
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, interrupt)
 
 
 class JsonFormatter(logging.Formatter):

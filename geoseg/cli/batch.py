@@ -2,17 +2,13 @@
 
 from __future__ import annotations
 
-import signal
 import sys
 from pathlib import Path
 from typing import Any
 
 import click
 
-from ._options import log_options
-
-#: Exit status when another run of the job holds its lock (EX_TEMPFAIL: try again later).
-EXIT_LOCKED = 75
+from ._options import log_options, stop_on_sigterm
 
 
 @click.command()
@@ -37,22 +33,19 @@ def batch(job_file: Path, dry_run: bool, retries: int | None, merge: bool | None
     manifest), 75 the job is already running, 130 interrupted (rerun resumes).
     See workflows/region.yaml for a commented job file.
     """
-    from ..batch import JobLockedError, load_job, run_batch
+    from ..batch import load_job, run_batch
     from ._progress import BatchProgress, print_batch_summary
 
     job = load_job(job_file, retries=retries, merge=merge)
     # systemd and schedulers stop jobs with SIGTERM: finish like Ctrl-C (manifest written, exit 130)
-    signal.signal(signal.SIGTERM, _interrupt)
+    stop_on_sigterm()
     kwargs: dict[str, Any] = {"dry_run": dry_run}
-    try:
-        if quiet:
-            result = run_batch(job, **kwargs)
-        else:
-            with BatchProgress(job.region) as bar:
-                result = run_batch(job, progress=bar.update, **kwargs)
-    except JobLockedError as exc:
-        click.echo(f"Error: {exc}", err=True)
-        sys.exit(EXIT_LOCKED)
+    # another run of the job holding its lock: LockedError, exit EXIT_LOCKED (75) like every command
+    if quiet:
+        result = run_batch(job, **kwargs)
+    else:
+        with BatchProgress(job.region) as bar:
+            result = run_batch(job, progress=bar.update, **kwargs)
     if not quiet:
         print_batch_summary(result, dry_run=dry_run)
     if result.failed:
@@ -62,7 +55,3 @@ def batch(job_file: Path, dry_run: bool, retries: int | None, merge: bool | None
             err=True,
         )
         sys.exit(1)
-
-
-def _interrupt(signum: int, frame: Any) -> None:
-    raise KeyboardInterrupt

@@ -9,7 +9,7 @@ import click
 
 from ..config import RunConfig, parse_bands
 from ..errors import ConfigError
-from ._options import log_options, min_area_option, simplify_option
+from ._options import log_options, min_area_option, simplify_option, stop_on_sigterm
 
 
 @click.command()
@@ -130,6 +130,7 @@ def run(
         )
     except ConfigError as exc:
         raise click.UsageError(str(exc)) from None
+    stop_on_sigterm()
     kwargs: dict[str, Any] = {}
     if quiet:
         result = run_pipeline(cfg)

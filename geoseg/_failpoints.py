@@ -1,0 +1,33 @@
+"""Named points where a test can stop a run, to kill or signal it there without racing it.
+
+With ``GEOSEG_FAILPOINT=NAME`` in its environment, a geoseg process (or any of
+its workers) that reaches :func:`failpoint` ``NAME`` touches the file named by
+``GEOSEG_FAILPOINT_FILE`` and then waits there until it is killed or
+interrupted. Tests use it to SIGKILL or SIGTERM a run at a known stage
+(segmentation, the vector stage, the COG export) instead of polling and
+hoping the stage lasts long enough. Without the variable it costs one
+dictionary lookup.
+
+Points: ``segment`` (a worker, after writing a block to the store),
+``vectorize`` (a vector-cell worker), ``export`` (the class COG's scratch
+file written, before the COG copy).
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from pathlib import Path
+
+__all__ = ["failpoint"]
+
+
+def failpoint(name: str) -> None:
+    """Stop here forever if the environment names this point (see the module docstring)."""
+    if os.environ.get("GEOSEG_FAILPOINT") != name:
+        return
+    marker = os.environ.get("GEOSEG_FAILPOINT_FILE")
+    if marker:
+        Path(marker).touch()
+    while True:  # until killed; a signal handler may raise out of the sleep
+        time.sleep(3600)

@@ -1,0 +1,294 @@
+"""Never a wrong map with exit 0: killed runs, concurrent runs, full disks, signals, incomplete stores.
+
+Runs are stopped at named points (``GEOSEG_FAILPOINT``, see ``geoseg/_failpoints.py``) rather than by
+polling for a stage and hoping it lasts: the run waits at the point until the test kills or signals it.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import psutil
+import pyogrio
+import pytest
+import rasterio
+from click.testing import CliRunner
+
+from geoseg.cli import main
+from geoseg.predict.checkpoint import init_checkpoint
+from geoseg.synthetic import SceneSpec, write_scene
+
+ARGS = ["--chunk", 128, "--workers", 2, "-q"]
+
+
+@pytest.fixture(scope="module")
+def model(tmp_path_factory) -> Path:
+    path = tmp_path_factory.mktemp("model") / "fcn.pt"
+    init_checkpoint(path, arch="fcn", encoder="resnet18", tile_size=128, seed=1)
+    return path
+
+
+@pytest.fixture(scope="module")
+def scene(tmp_path_factory) -> Path:
+    path = tmp_path_factory.mktemp("scene") / "scene.tif"
+    write_scene(SceneSpec(width=640, height=512, pixel_size=0.25, seed=8), path)
+    return path
+
+
+@pytest.fixture(scope="module")
+def reference(tmp_path_factory, scene, model) -> Path:
+    """The outputs of an uninterrupted run."""
+    out = tmp_path_factory.mktemp("reference")
+    code, text = invoke("run", scene, "--model", model, "-o", out, *ARGS)
+    assert code == 0, text
+    return out
+
+
+def invoke(*args: object) -> tuple[int, str]:
+    result = CliRunner().invoke(main, [str(a) for a in args])
+    return result.exit_code, result.output
+
+
+_started: list[subprocess.Popen[bytes]] = []
+
+
+@pytest.fixture(autouse=True)
+def _kill_leftovers():
+    """Whatever a failed test left running is killed (its whole session), so it cannot disturb the next."""
+    yield
+    while _started:
+        proc = _started.pop()
+        for p in session(proc.pid):
+            p.kill()
+        if proc.poll() is None:
+            proc.kill()
+        proc.communicate()
+
+
+def start(*args: object, cwd: Path, failpoint: str | None = None) -> tuple[subprocess.Popen[bytes], Path]:
+    """`geoseg ARGS` in its own session, stopping at `failpoint`; returns the process and the point's marker file."""
+    marker = cwd / f"reached-{failpoint}-{time.monotonic_ns()}"
+    env = dict(os.environ)
+    if failpoint:
+        env |= {"GEOSEG_FAILPOINT": failpoint, "GEOSEG_FAILPOINT_FILE": str(marker)}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "geoseg", *map(str, args)],
+        cwd=cwd,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        start_new_session=True,  # a session of its own: every process it starts is found by its session id
+    )
+    _started.append(proc)
+    return proc, marker
+
+
+def wait_for(proc: subprocess.Popen[bytes], marker: Path, timeout: float = 240) -> None:
+    t0 = time.monotonic()
+    while not marker.exists():
+        if proc.poll() is not None:
+            raise AssertionError(f"ended before reaching its failpoint: {proc.stderr.read().decode()[-2000:]}")
+        assert time.monotonic() - t0 < timeout, "failpoint not reached"
+        time.sleep(0.05)
+
+
+def session(sid: int) -> list[psutil.Process]:
+    """Live processes of session `sid` (zombies excluded: they hold no memory and no pipe)."""
+    found = []
+    for p in psutil.process_iter(["status"]):
+        try:
+            if os.getsid(p.pid) == sid and p.info["status"] != psutil.STATUS_ZOMBIE:
+                found.append(p)
+        except (ProcessLookupError, PermissionError, psutil.Error):
+            continue
+    return found
+
+
+def assert_tree_ends(proc: subprocess.Popen[bytes], *, within: float = 5.0) -> tuple[bytes, bytes]:
+    """The process and everything it started end within `within` s; its pipes close (no hung caller)."""
+    out, err = proc.communicate(timeout=within + 25)  # hangs while any descendant holds stdout/stderr
+    t0 = time.monotonic()
+    while session(proc.pid) and time.monotonic() - t0 < within:
+        time.sleep(0.1)
+    left = [(p.pid, " ".join(p.cmdline())[:120]) for p in session(proc.pid)]
+    assert not left, f"processes of the run still alive {within} s after it ended: {left}"
+    return out, err
+
+
+def features(path: Path) -> tuple[list[bytes], list[np.ndarray]]:
+    _, _, wkb, cols = pyogrio.raw.read(path, layer="landcover")
+    return list(wkb), cols
+
+
+def assert_same_outputs(a: Path, b: Path, stem: str = "scene") -> None:
+    assert (a / f"{stem}.classes.tif").read_bytes() == (b / f"{stem}.classes.tif").read_bytes()
+    wa, ca = features(a / f"{stem}.landcover.gpkg")
+    wb, cb = features(b / f"{stem}.landcover.gpkg")
+    assert wa == wb
+    for x, y in zip(ca, cb, strict=True):
+        np.testing.assert_array_equal(x, y)
+    assert not list(b.glob(".*part*")), "temporary files left behind"
+
+
+# --- SIGKILL and SIGTERM leave no process behind, and the rerun resumes -------------------------------------------
+
+
+@pytest.mark.timeout(600)
+@pytest.mark.parametrize(
+    ("point", "scheduler"),
+    [
+        ("segment", "threads"),
+        ("vectorize", "threads"),
+        ("export", "threads"),
+        ("segment", "local:2"),
+        ("vectorize", "local:2"),
+    ],
+)
+def test_sigkill_leaves_no_process_and_the_rerun_is_identical(tmp_path, scene, model, reference, point, scheduler):
+    out = tmp_path / "out"
+    args = ["run", scene, "--model", model, "-o", out, *ARGS, "--scheduler", scheduler]
+    proc, marker = start(*args, cwd=tmp_path, failpoint=point)
+    wait_for(proc, marker)
+    if point == "vectorize" or scheduler.startswith("local"):
+        assert len(session(proc.pid)) > 1  # worker processes are running (the vector cells', or the cluster's)
+    os.kill(proc.pid, signal.SIGKILL)  # the main process only: what an OOM killer or `kill -9 PID` does
+    assert_tree_ends(proc)
+    assert not (out / "scene.run.json").exists()
+    code, text = invoke(*args)
+    assert code == 0, text
+    report = json.loads((out / "scene.run.json").read_text())
+    if point != "segment":
+        assert report["grid"]["resumed_blocks"] == 20  # every block came from the store
+    assert_same_outputs(reference, out)
+
+
+@pytest.mark.timeout(600)
+def test_sigterm_in_the_vector_stage_exits_130_cleanly_and_resumes(tmp_path, scene, model, reference):
+    out = tmp_path / "out"
+    args = ["run", scene, "--model", model, "-o", out, *ARGS]
+    proc, marker = start(*args, cwd=tmp_path, failpoint="vectorize")
+    wait_for(proc, marker)
+    os.kill(proc.pid, signal.SIGTERM)
+    _, err = assert_tree_ends(proc)
+    assert proc.returncode == 130
+    lines = err.decode().strip().splitlines()
+    assert len(lines) == 1 and "run the same command again" in lines[0], lines
+    assert not list(out.glob(".*part*")), "a temporary output was left behind"
+    assert not (out / "scene.landcover.gpkg").exists()
+    code, text = invoke(*args)
+    assert code == 0, text
+    assert_same_outputs(reference, out)
+
+
+@pytest.mark.timeout(600)
+def test_batch_killed_mid_scene_leaves_no_process(tmp_path, scene, model):
+    import yaml
+
+    (tmp_path / "scenes").mkdir()
+    for name in ("a", "b"):
+        (tmp_path / "scenes" / f"{name}.tif").write_bytes(scene.read_bytes())
+    job = tmp_path / "job.yaml"
+    values = {"scenes": ["scenes/*.tif"], "model": str(model), "workers": 2, "run": {"chunk": 128}}
+    job.write_text(yaml.safe_dump({"region": "r", "output": "out", **values}))
+    proc, marker = start("batch", job, "-q", cwd=tmp_path, failpoint="vectorize")
+    wait_for(proc, marker)
+    os.kill(proc.pid, signal.SIGKILL)
+    assert_tree_ends(proc)
+    code, text = invoke("batch", job, "-q")
+    assert code == 0, text
+    manifest = json.loads((tmp_path / "out" / "r.manifest.json").read_text())
+    assert [s["status"] for s in manifest["scenes"]] == ["done", "done"]
+    assert manifest["scenes"][0]["resumed_blocks"] == 20
+    a, b = (tmp_path / "out" / "scenes" / f"{n}.classes.tif" for n in "ab")
+    assert a.read_bytes() == b.read_bytes()
+
+
+# --- two runs of one scene into one folder ------------------------------------------------------------------------
+
+
+@pytest.mark.timeout(600)
+def test_a_second_run_into_the_same_folder_is_refused_and_the_first_is_intact(tmp_path, scene, model, reference):
+    out = tmp_path / "out"
+    args = ["run", scene, "--model", model, "-o", out, *ARGS]
+    first, marker = start(*args, cwd=tmp_path, failpoint="segment")
+    wait_for(first, marker)
+    second = subprocess.run(
+        [sys.executable, "-m", "geoseg", *map(str, args)], capture_output=True, text=True, timeout=120
+    )
+    assert second.returncode == 75
+    assert second.stderr.strip() == (
+        f"Error: another geoseg run is writing scene.tif into {out}; wait for it to finish (pid {first.pid})"
+    )
+    assert (out / "scene.zarr").is_dir()  # the second run removed nothing of the first's
+    os.kill(first.pid, signal.SIGKILL)
+    assert_tree_ends(first)
+    code, text = invoke(*args)  # the lock died with its holder
+    assert code == 0, text
+    assert_same_outputs(reference, out)
+
+
+def test_an_incomplete_store_is_never_exported(tmp_path, scene, model):
+    """A store that lost blocks (removed or emptied under a run) fails the export instead of writing nodata."""
+    from geoseg.errors import GeosegIOError
+    from geoseg.export import write_class_cog
+    from geoseg.raster import open_scene
+    from geoseg.store import WorkStore
+    from geoseg.tiling import BlockPlan, TileGrid
+
+    info = open_scene(scene)
+    plan = BlockPlan.from_chunk(TileGrid(info.height, info.width, tile=128, overlap=64), 128)
+    store, _ = WorkStore.prepare(tmp_path / "s.zarr", plan, {"x": 1})
+    for block in list(plan.blocks())[:-1]:
+        shape = (block.core.height, block.core.width)
+        store.write_block(block, np.zeros(shape, np.uint8), np.zeros(shape, np.uint8))
+    with pytest.raises(GeosegIOError, match=r"holds 19 of 20 finished blocks"):
+        write_class_cog(store, plan, info, tmp_path / "c.tif", __import__("geoseg").ISPRS)
+    assert not list(tmp_path.glob("*.tif")) and not list(tmp_path.glob(".*part*"))
+
+
+# --- files named as outputs -----------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("sidecar", ["scene.classes.qml", "scene.classes.tif.aux.xml"])
+def test_an_existing_sidecar_is_not_replaced_without_overwrite(tmp_path, scene, model, sidecar):
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / sidecar).write_text("mine")
+    code, text = invoke("run", scene, "--model", model, "-o", out, *ARGS)
+    assert code == 1 and sidecar in text and "--overwrite" in text
+    assert (out / sidecar).read_text() == "mine"
+    assert sorted(p.name for p in out.iterdir()) == [sidecar]
+
+
+def test_a_failed_start_leaves_no_store_and_no_new_folder(tmp_path, scene, model, monkeypatch):
+    from geoseg import pipeline
+    from geoseg.errors import GeosegIOError
+
+    def broken(*a, **k):
+        raise GeosegIOError("simulated read error")
+
+    monkeypatch.setattr(pipeline, "read_window", broken)
+    out = tmp_path / "new" / "out"
+    result = CliRunner().invoke(main, ["run", str(scene), "--model", str(model), "-o", str(out), "-q"])
+    assert result.exit_code != 0
+    assert not out.exists() or not any(out.iterdir()), list(out.iterdir())
+
+
+@pytest.mark.parametrize("option", ["--min-area", "--simplify"])
+@pytest.mark.parametrize("command", ["run", "vectorize"])
+def test_negative_cleaning_thresholds_are_usage_errors(tmp_path, scene, model, option, command):
+    args = [scene, "--model", model] if command == "run" else [scene]
+    code, text = invoke(command, *args, option, -5)
+    assert code == 2 and option in text, text
+
+
+def test_rasterio_reads_every_output(reference):
+    with rasterio.open(reference / "scene.classes.tif") as ds:
+        assert ds.read(1).max() < 6
