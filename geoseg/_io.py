@@ -60,16 +60,32 @@ def is_disk_full(exc: BaseException) -> bool:
     return any(m in str(exc).lower() for m in _FULL_MARKERS)
 
 
+#: Below this much free space, a write that failed without saying why is taken to have run out of it.
+NEARLY_FULL = 16 << 20
+
+_RESUME = "free some space and run the same command again (finished blocks are kept)"
+
+
 def write_error(path: str | os.PathLike[str], exc: BaseException) -> GeosegIOError:
-    """One line for a failed write of `path`, with the free space there when the disk is full."""
+    """One line for a failed write of `path`; when the disk is full, with the free space there.
+
+    SQLite and GDAL often report a full disk as "Failed to commit
+    transaction" or a failed INSERT; such a failure with less than
+    :data:`NEARLY_FULL` free is reported as probably a full disk.
+    """
+    reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc).strip().splitlines()[0][:160]
+    reason = reason or type(exc).__name__
+    free = free_bytes(path)
+    where = f"{human_bytes(free)} free there" if free is not None else "free space unknown"
     if is_disk_full(exc):
-        free = free_bytes(path)
-        where = f"; {human_bytes(free)} free there" if free is not None else ""
-        err = GeosegIOError(f"cannot write {path}: {DISK_FULL}{where}")
-        err.errno = errno.ENOSPC
-        return err
-    reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc).strip().splitlines()[0][:200]
-    return GeosegIOError(f"cannot write {path}: {reason or type(exc).__name__}")
+        message = f"cannot write {path}: {DISK_FULL} ({where}); {_RESUME}"
+    elif free is not None and free < NEARLY_FULL:
+        message = f"cannot write {path}: {reason}, probably {DISK_FULL} ({where}); {_RESUME}"
+    else:
+        return GeosegIOError(f"cannot write {path}: {reason}")
+    err = GeosegIOError(message)
+    err.errno = errno.ENOSPC
+    return err
 
 
 @contextlib.contextmanager
@@ -85,7 +101,7 @@ def writing(path: str | os.PathLike[str]) -> Iterator[None]:
         raise
     except (OSError, sqlite3.Error) as exc:
         raise write_error(path, exc) from exc
-    except RuntimeError as exc:  # pyogrio's DataSourceError / FeatureError derive from RuntimeError
+    except Exception as exc:  # pyogrio's DataSourceError/FeatureError, rasterio's CPLE_* errors from GDAL
         if type(exc).__module__.startswith(("pyogrio", "rasterio")) or is_disk_full(exc):
             raise write_error(path, exc) from exc
         raise

@@ -16,7 +16,8 @@ import sys
 from collections.abc import Iterator
 from pathlib import Path
 
-from .errors import GeosegIOError, LockedError
+from ._io import write_error
+from .errors import LockedError
 
 __all__ = ["hold"]
 
@@ -64,7 +65,7 @@ def _acquire(path: Path, busy: str, error: type[LockedError]) -> int:
         try:
             fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
         except OSError as exc:
-            raise GeosegIOError(f"cannot create lock file {path}: {exc.strerror or exc}") from exc
+            raise write_error(path, exc) from exc
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
@@ -76,7 +77,12 @@ def _acquire(path: Path, busy: str, error: type[LockedError]) -> int:
         except FileNotFoundError:
             same = False
         if same:
-            os.ftruncate(fd, 0)
-            os.write(fd, f"{os.getpid()}\n".encode())
+            try:
+                os.ftruncate(fd, 0)
+                os.write(fd, f"{os.getpid()}\n".encode())
+            except OSError as exc:
+                os.close(fd)
+                path.unlink(missing_ok=True)
+                raise write_error(path, exc) from exc
             return fd
         os.close(fd)  # the holder removed this file as we opened it: lock the new one

@@ -29,7 +29,7 @@ import rasterio.shutil
 from rasterio.windows import Window
 
 from ._failpoints import failpoint
-from ._io import free_bytes, human_bytes, write_error, writing
+from ._io import write_error, writing
 from .classes import NODATA, ClassTable
 from .errors import GeosegIOError
 from .raster import SceneInfo
@@ -224,9 +224,7 @@ def _verify_raster(written: Path, plan: BlockPlan, crcs: list[int], path: Path) 
     except rasterio.errors.RasterioIOError as exc:
         problem = f"it reads back with an error ({str(exc).strip().splitlines()[0][:120]})"
     if problem:
-        free = free_bytes(path)
-        where = f"; {human_bytes(free)} free there" if free is not None else ""
-        raise GeosegIOError(f"cannot write {path}: the file written is incomplete, {problem}{where}")
+        raise write_error(path, OSError(f"the file written is incomplete: {problem}"))
 
 
 def _vector_qml(classes: ClassTable, *, field: str = "class_id") -> str:

@@ -52,7 +52,13 @@ def reference(tmp_path_factory, scene, model) -> Path:
 
 
 def invoke(*args: object) -> tuple[int, str]:
+    """Exit code and output of `geoseg ARGS`, in this process; an uncaught exception counts as a traceback."""
     result = CliRunner().invoke(main, [str(a) for a in args])
+    if result.exception is not None and not isinstance(result.exception, SystemExit):
+        import traceback
+
+        tb = "".join(traceback.format_exception(result.exception))
+        return result.exit_code, f"{result.output}\nTraceback (uncaught):\n{tb}"
     return result.exit_code, result.output
 
 
@@ -292,3 +298,114 @@ def test_negative_cleaning_thresholds_are_usage_errors(tmp_path, scene, model, o
 def test_rasterio_reads_every_output(reference):
     with rasterio.open(reference / "scene.classes.tif") as ds:
         assert ds.read(1).max() < 6
+
+
+# --- a full disk ------------------------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def tmpfs(tmp_path):
+    """A small tmpfs of its own (root only; skips elsewhere)."""
+    if not sys.platform.startswith("linux") or os.geteuid() != 0:
+        pytest.skip("mounting a small tmpfs for the full-disk sweep needs root on Linux")
+    mnt = tmp_path / "disk"
+    mnt.mkdir()
+    done = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=16m", "tmpfs", str(mnt)], capture_output=True, text=True)
+    if done.returncode:
+        pytest.skip(f"cannot mount a tmpfs here: {done.stderr.strip()}")
+    yield mnt
+    subprocess.run(["umount", "-l", str(mnt)], check=False)
+
+
+def _fill_to(mnt: Path, free: int) -> None:
+    """Leave about `free` bytes free on `mnt` (one filler file; tmpfs counts whole pages)."""
+    filler = mnt / "filler"
+    filler.unlink(missing_ok=True)
+    size = max(0, os.statvfs(mnt).f_bavail * os.statvfs(mnt).f_frsize - free)
+    with open(filler, "wb") as f:
+        f.truncate(0)
+        f.write(b"\0" * size)  # real pages, not a sparse file
+
+
+def _disk_sweep(tmpfs: Path, scene: Path, model: Path, reference: Path, levels: int) -> dict[str, int]:
+    """Run at `levels` amounts of free space; each ends complete and identical, or in one line, and resumes."""
+    import shutil
+
+    args = ["run", scene, "--model", model, *ARGS]
+    outputs = ("scene.classes.tif", "scene.landcover.gpkg", "scene.run.json")
+    # What a run takes on this disk at most: its outputs, its store, and the COG's scratch copy.
+    assert invoke(*args, "-o", tmpfs / "out", "--keep-intermediate")[0] == 0
+    used = sum(p.stat().st_blocks * 512 for p in (tmpfs / "out").rglob("*") if p.is_file())
+    peak = used + (tmpfs / "out" / "scene.classes.tif").stat().st_blocks * 512
+    shutil.rmtree(tmpfs / "out")
+    outcomes = {"ok": 0, "failed": 0}
+    for free in np.linspace(0, 1.5 * peak, levels).astype(int):  # the GeoPackage's journal needs more for a while
+        out = tmpfs / "out"
+        _fill_to(tmpfs, int(free))
+        code, text = invoke(*args, "-o", out)
+        if code == 0:
+            outcomes["ok"] += 1
+            assert_same_outputs(reference, out)
+        else:
+            outcomes["failed"] += 1
+            lines = text.strip().splitlines()
+            assert code == 1 and len(lines) == 1, f"{free} B free: {text}"
+            assert lines[0].startswith("Error: cannot ") and "no space left on device" in lines[0], lines[0]
+            print(f"{free:>9} B free: {lines[0][:160]}")
+            for name in outputs:  # what is at a final path is complete
+                if (out / name).exists():
+                    assert (out / name).read_bytes() == (reference / name).read_bytes() or name.endswith(".json")
+            (tmpfs / "filler").unlink()
+            stored = (
+                sum(1 for _ in (out / "scene.zarr" / "done").rglob("c/*/*")) if (out / "scene.zarr").exists() else 0
+            )
+            code, text = invoke(*args, "-o", out)  # the same command, after freeing space
+            assert code == 0, f"{free} B free, then the rerun: {text}"
+            assert json.loads((out / "scene.run.json").read_text())["grid"]["resumed_blocks"] == stored
+            assert_same_outputs(reference, out)
+        shutil.rmtree(out, ignore_errors=True)
+    return outcomes
+
+
+@pytest.mark.timeout(900)
+def test_a_full_disk_ends_in_one_line_or_a_correct_output_and_resumes(tmpfs, scene, model, reference):
+    outcomes = _disk_sweep(tmpfs, scene, model, reference, levels=14)
+    assert outcomes["failed"] >= 6 and outcomes["ok"] >= 2, outcomes
+
+
+def test_a_cog_export_onto_a_full_disk_fails_in_one_line_and_leaves_nothing(tmpfs, scene, tmp_path):
+    """GDAL reports a full disk while flushing a TIFF only on its error stream: the read-back check catches it."""
+    from geoseg import ISPRS
+    from geoseg.errors import GeosegIOError
+    from geoseg.export import write_class_cog
+    from geoseg.raster import open_scene
+    from geoseg.store import WorkStore
+    from geoseg.tiling import BlockPlan, TileGrid
+
+    info = open_scene(scene)
+    plan = BlockPlan.from_chunk(TileGrid(info.height, info.width, tile=128, overlap=64), 128)
+    store, _ = WorkStore.prepare(tmp_path / "s.zarr", plan, {"x": 1})
+    rng = np.random.default_rng(0)
+    for block in plan.blocks():  # noisy classes: a COG that does not compress to nothing
+        shape = (block.core.height, block.core.width)
+        store.write_block(block, rng.integers(0, 6, shape, dtype=np.uint8), np.zeros(shape, np.uint8))
+    reference = write_class_cog(store, plan, info, tmp_path / "ref.tif", ISPRS)
+    size = reference.stat().st_size
+    results = []
+    for free in range(0, 3 * size, max(4096, size // 12)):
+        _fill_to(tmpfs, free)
+        target = tmpfs / "c.tif"
+        try:
+            write_class_cog(store, plan, info, target, ISPRS)
+        except GeosegIOError as exc:
+            assert "no space left on device" in str(exc) and len(str(exc).splitlines()) == 1, exc
+            assert not target.exists()
+            results.append("failed")
+        else:
+            assert target.read_bytes() == reference.read_bytes()
+            results.append("ok")
+        assert not [p.name for p in tmpfs.iterdir() if p.name != "filler" and p.name.startswith(".")]
+        for p in tmpfs.iterdir():
+            if p.name != "filler":
+                p.unlink()
+    assert "failed" in results and results[-1] == "ok", results
