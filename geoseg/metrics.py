@@ -30,7 +30,10 @@ Absent classes
     false negatives of the reference classes whose pixels they took, and lower
     those classes' recall, F1 and IoU. A class present in the reference but
     never predicted has NaN precision, and 0 recall, F1 and IoU, which count in
-    the means.
+    the means. mmsegmentation instead counts a class absent from the reference
+    but predicted with IoU 0 in its mIoU (its union is not empty); that figure
+    is :attr:`Scores.miou_mmseg`, equal to ``miou`` unless such a class exists
+    (:attr:`Scores.predicted_absent`), for comparison with mmseg's numbers.
 
 Excluded classes
     ``exclude`` (e.g. ``(5,)``: clutter, the ISPRS "without clutter" figures)
@@ -217,6 +220,8 @@ class ConfusionMatrix:
         kept = np.ones(n, dtype=bool)
         kept[list(excluded)] = False
         evaluated = tuple(int(c) for c in np.flatnonzero(present & kept))
+        predicted_absent = tuple(int(c) for c in np.flatnonzero(~present & kept & (predicted > 0)))
+        counted = len(evaluated) + len(predicted_absent)
         oa_den = support[kept].sum()
         return Scores(
             matrix=_readonly(m),
@@ -229,6 +234,9 @@ class ConfusionMatrix:
             miou=float(iou[list(evaluated)].mean()) if evaluated else math.nan,
             evaluated=evaluated,
             excluded=excluded,
+            # the absent-but-predicted classes add IoU 0: only the denominator grows
+            miou_mmseg=float(iou[list(evaluated)].sum() / counted) if counted else math.nan,
+            predicted_absent=predicted_absent,
         )
 
 
@@ -241,7 +249,9 @@ class Scores:
     """Scores of one confusion matrix; arrays are read-only, per class, indexed by class id.
 
     ``mean_f1`` and ``miou`` average the ``evaluated`` classes only (NaN if there are none);
-    see the module docstring for how absent and excluded classes are treated.
+    see the module docstring for how absent and excluded classes are treated. ``miou_mmseg``
+    also counts the ``predicted_absent`` classes (not excluded, no reference pixel, predicted)
+    with IoU 0, as mmsegmentation does.
     """
 
     matrix: np.ndarray
@@ -254,6 +264,8 @@ class Scores:
     miou: float
     evaluated: tuple[int, ...]
     excluded: tuple[int, ...]
+    miou_mmseg: float = math.nan
+    predicted_absent: tuple[int, ...] = ()
 
     @property
     def num_classes(self) -> int:
@@ -300,6 +312,8 @@ class Scores:
             "overall_accuracy": _json_float(self.overall_accuracy),
             "mean_f1": _json_float(self.mean_f1),
             "miou": _json_float(self.miou),
+            "miou_mmseg": _json_float(self.miou_mmseg),
+            "predicted_absent": list(self.predicted_absent),
             "pixels": int(self.matrix.sum()),
             "evaluated": list(self.evaluated),
             "excluded": list(self.excluded),
@@ -370,7 +384,9 @@ def format_rows(scores: Scores, classes: ClassTable) -> list[tuple[str, str, str
     """Rows of a terminal table under :data:`TABLE_HEADER`: one per class, then means, then OA.
 
     Values are percentages with two decimals, "–" where undefined; excluded classes are
-    marked "(excluded)". The library never prints: callers render the rows.
+    marked "(excluded)". Where a class was predicted but is absent from the reference, a row
+    after the means gives mmsegmentation's mIoU (:attr:`Scores.miou_mmseg`). The library
+    never prints: callers render the rows.
 
     Examples
     --------
@@ -393,6 +409,9 @@ def format_rows(scores: Scores, classes: ClassTable) -> list[tuple[str, str, str
         rows.append((name, _pct(scores.f1[c]), _pct(scores.iou[c]), _pct(scores.precision[c]), _pct(scores.recall[c])))
     k = len(scores.evaluated)
     rows.append((f"mean ({k} class{'' if k == 1 else 'es'})", _pct(scores.mean_f1), _pct(scores.miou), "", ""))
+    if scores.predicted_absent:
+        k += len(scores.predicted_absent)
+        rows.append((f"mean IoU as mmseg ({k} classes: absent but predicted = 0)", "", _pct(scores.miou_mmseg), "", ""))
     rows.append(("overall accuracy", _pct(scores.overall_accuracy), "", "", ""))
     return rows
 

@@ -459,3 +459,19 @@ def test_import_loads_neither_torch_nor_matplotlib():
         cwd=Path(__file__).resolve().parents[1],
     )
     assert res.stdout.strip() == "[]"
+
+
+def test_miou_as_mmseg_counts_absent_but_predicted_classes_as_zero():
+    # class 2 has no reference pixel but is predicted twice; class 3 is neither in the reference nor predicted
+    s = scores_of([(0, 0, 5), (0, 2, 1), (1, 1, 3), (1, 2, 1)], 4)
+    assert s.evaluated == (0, 1) and s.predicted_absent == (2,)
+    assert s.miou == pytest.approx((5 / 6 + 3 / 4) / 2)
+    assert s.miou_mmseg == pytest.approx((5 / 6 + 3 / 4 + 0) / 3)
+    d = s.to_dict()
+    assert d["miou_mmseg"] == pytest.approx(s.miou_mmseg) and d["predicted_absent"] == [2]
+    rows = format_rows(s, ClassTable(tuple(LandCoverClass(i, f"c{i}", (i, i, i)) for i in range(4))))
+    assert rows[-2] == ("mean IoU as mmseg (3 classes: absent but predicted = 0)", "", "52.78", "", "")
+    # excluded classes stay out of both; without absent-but-predicted classes the two agree
+    assert scores_of([(0, 0, 5), (0, 2, 1), (1, 1, 3), (1, 2, 1)], 4, exclude=(2,)).predicted_absent == ()
+    same = scores_of([(0, 0, 5), (1, 1, 3), (1, 0, 1)], 3)
+    assert same.predicted_absent == () and same.miou_mmseg == same.miou
