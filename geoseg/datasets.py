@@ -50,20 +50,25 @@ from .classes import ISPRS, NODATA, ClassTable
 from .errors import ConfigError, GeosegError, GeosegIOError
 
 __all__ = [
+    "BAND_MEANINGS",
     "POTSDAM_TEST",
     "POTSDAM_TRAIN",
     "VAIHINGEN_TEST",
     "VAIHINGEN_TRAIN",
     "DatasetError",
     "DatasetNotFoundError",
+    "DatasetSpec",
     "Sample",
     "WindowSampler",
     "band_stats",
     "class_pixels",
     "dataset_from_spec",
     "grid_windows",
+    "match_bands",
     "pairs",
+    "parse_dataset",
     "potsdam",
+    "potsdam_bands_for",
     "read_image",
     "read_labels",
     "synthetic",
@@ -118,7 +123,13 @@ _POTSDAM_ERODED = (
     "5_Labels_for_participants_no_Boundary",
     "5_Labels_for_participants_noBoundary",
 )
+_POTSDAM_BAND_NAMES: dict[str, tuple[str, ...]] = {
+    "RGB": ("red", "green", "blue"),
+    "RGBIR": ("red", "green", "blue", "nir"),
+    "IRRG": ("nir", "red", "green"),
+}
 _VAIHINGEN_IMAGES = "top"
+_VAIHINGEN_BAND_NAMES = ("nir", "red", "green")
 _VAIHINGEN_PACKAGE = "ISPRS_semantic_labeling_Vaihingen"
 _VAIHINGEN_LABELS = ("gts_for_participants", "ISPRS_semantic_labeling_Vaihingen_ground_truth_COMPLETE")
 _VAIHINGEN_ERODED = ("gts_eroded_for_participants", "ISPRS_semantic_labeling_Vaihingen_ground_truth_eroded_COMPLETE")
@@ -133,6 +144,7 @@ _ROLE_TOKENS = frozenset(
     }
 )  # fmt: skip
 _SEPARATORS = "_-. "
+_MAX_DEPTH = 6  # folder levels searched under an ISPRS root for the official file names
 _MAX_DRAWS = 32  # windows drawn per sample before WindowSampler settles for the best one
 _STATS_WINDOW = 256  # side of the random windows read by band_stats / class_pixels
 _COUNT_BLOCK = 1024  # side of the blocks class_pixels reads when it counts exactly
@@ -165,6 +177,10 @@ class Sample:
         with 0 = ignore).
     ignore_value : int or None
         Index labels: the raw value (before the offset) that means "ignore".
+    band_names : tuple of str or None
+        What each band of the image *file* holds, in file order (``red``,
+        ``green``, ``blue``, ``nir``), where the dataset's format says so
+        (ISPRS tiles, synthetic scenes); None where it is unknown.
     """
 
     image: Path
@@ -175,6 +191,7 @@ class Sample:
     bands: tuple[int, ...] | None = None
     index_offset: int = 0
     ignore_value: int | None = None
+    band_names: tuple[str, ...] | None = None
 
     def __post_init__(self) -> None:
         # Accept str paths and lists of bands; store Paths and a tuple (hashable, picklable).
@@ -189,6 +206,72 @@ class Sample:
             if not bands or not all(isinstance(b, (int, np.integer)) and b >= 1 for b in bands):
                 raise ConfigError(f"Sample.bands must be 1-based band numbers or None, got {self.bands!r}")
             object.__setattr__(self, "bands", tuple(int(b) for b in bands))
+        if self.band_names is not None:
+            object.__setattr__(self, "band_names", tuple(_meaning(n) for n in self.band_names))
+
+    @property
+    def selected_band_names(self) -> tuple[str, ...] | None:
+        """What the selected `bands` hold, in the order they are read; None where unknown."""
+        if self.band_names is None:
+            return None
+        if self.bands is None:
+            return self.band_names
+        if max(self.bands) > len(self.band_names):
+            return None
+        return tuple(self.band_names[b - 1] for b in self.bands)
+
+
+# Spellings of band meanings found in band descriptions and model specs, mapped to geoseg's names.
+_BAND_ALIASES = {"r": "red", "g": "green", "b": "blue", "ir": "nir", "infrared": "nir", "near infrared": "nir"}
+#: Band meanings geoseg matches between a model and a dataset (other names are only labels).
+BAND_MEANINGS = frozenset({"red", "green", "blue", "nir"})
+
+
+def _meaning(name: str) -> str:
+    key = str(name).strip().lower()
+    return _BAND_ALIASES.get(key, key)
+
+
+def match_bands(sample: Sample, wanted: Sequence[str]) -> tuple[int, ...] | None:
+    """The 1-based bands of the sample's image file that hold `wanted`, matched by meaning.
+
+    Parameters
+    ----------
+    sample : Sample
+        The sample; its `band_names` say what the file holds.
+    wanted : sequence of str
+        The bands a model expects, in its order (``nir``, ``red``, ``green``).
+
+    Returns
+    -------
+    tuple of int or None
+        The file bands to read, in the model's order; None where either side's
+        meaning is unknown (the sample has no `band_names`, or a wanted name is
+        not one of :data:`BAND_MEANINGS`, such as ``band1``): then only the
+        number of bands can be checked.
+
+    Raises
+    ------
+    DatasetError
+        If the meanings are known and the file lacks a wanted band.
+
+    Examples
+    --------
+    >>> rgbir = Sample("t.tif", "l.tif", "rgb", "t", band_names=("red", "green", "blue", "nir"))
+    >>> match_bands(rgbir, ("nir", "red", "green"))
+    (4, 1, 2)
+    """
+    want = tuple(_meaning(n) for n in wanted)
+    if sample.band_names is None or not want or not set(want) <= BAND_MEANINGS:
+        return None
+    missing = [n for n in want if n not in sample.band_names]
+    if missing:
+        raise DatasetError(
+            f"the model expects bands {','.join(want)} but {sample.image.name} ({sample.name}) holds "
+            f"{','.join(sample.band_names)}, without {','.join(missing)}; use imagery that has them (Potsdam: "
+            "potsdam:ROOT:rgbir reads 4_Ortho_RGBIR) or pass --bands to choose the file's bands yourself"
+        )
+    return tuple(sample.band_names.index(n) + 1 for n in want)
 
 
 @contextmanager
@@ -336,18 +419,84 @@ def _index_ids(raw: np.ndarray, sample: Sample, classes: ClassTable, path: Path)
 # ---------------------------------------------------------------------------
 # ISPRS Potsdam and Vaihingen
 # ---------------------------------------------------------------------------
-def _subdirs(bases: Sequence[Path], name: str) -> list[Path]:
-    """``base/name`` and ``base/name/name`` (as archives often unpack) that exist, base by base."""
-    return [cand for base in bases for cand in (base / name, base / name / name) if cand.is_dir()]
+class _Found:
+    """Every file under a dataset root, by lower-case file name: ISPRS files are found by their official names.
+
+    The archives unpack in several ways (into a folder named after the
+    archive, into that folder twice, or flat into whatever folder the user
+    chose), so folders are only a preference when a name occurs twice.
+    """
+
+    def __init__(self, roots: Sequence[Path], *, base: Path | None = None) -> None:
+        self.files: dict[str, list[tuple[Path, tuple[str, ...]]]] = {}
+        self.archives: list[Path] = []
+        seen: set[str] = set()
+        for root in roots:
+            if not root.is_dir():
+                continue
+            for dirpath, dirnames, filenames in os.walk(root, followlinks=True):
+                here = Path(dirpath)
+                real = os.path.realpath(here)
+                rel = tuple(part.lower() for part in here.relative_to(base or root).parts)
+                if real in seen:  # a symlinked folder seen already (or a link loop)
+                    dirnames[:] = []
+                    continue
+                seen.add(real)
+                deep = len(here.relative_to(root).parts) >= _MAX_DEPTH
+                dirnames[:] = [] if deep else sorted(d for d in dirnames if not d.startswith("."))
+                for name in sorted(filenames):
+                    if name.startswith("."):
+                        continue
+                    if name.lower().endswith(".zip"):
+                        self.archives.append(here / name)
+                    else:
+                        self.files.setdefault(name.lower(), []).append((here / name, rel))
+
+    def candidates(self, names: Sequence[str]) -> list[tuple[Path, tuple[str, ...]]]:
+        return [hit for name in names for hit in self.files.get(name.lower(), [])]
+
+    def pick(self, names: Sequence[str], prefer: Sequence[str] = ()) -> Path | None:
+        """The file with one of `names`; in a folder named as in `prefer` (earlier wins), else the shallowest."""
+        return _pick(self.candidates(names), prefer)
+
+    def unzip_hint(self) -> str:
+        """Tell the user to unpack the ISPRS archives found under the root, if any."""
+        if not self.archives:
+            return ""
+        return (
+            f"; found {len(self.archives)} .zip archive(s) such as {self.archives[0]}: unzip them (anywhere under "
+            "the root, flat or in folders) and pass the root again"
+        )
 
 
-def _first_file(bases: Sequence[Path], folders: Sequence[str], names: Sequence[str]) -> Path | None:
-    for folder in folders:
-        for d in _subdirs(bases, folder):
-            for name in names:
-                if (d / name).is_file():
-                    return d / name
-    return None
+def _pick(hits: Sequence[tuple[Path, tuple[str, ...]]], prefer: Sequence[str] = ()) -> Path | None:
+    if not hits:
+        return None
+    order = [p.lower() for p in prefer]
+
+    def rank(hit: tuple[Path, tuple[str, ...]]) -> tuple[int, int, str]:
+        path, rel = hit
+        named = min((order.index(part) for part in rel if part in order), default=len(order))
+        return named, len(rel), str(path)
+
+    return min(hits, key=rank)[0]
+
+
+def _looks_like_colour_label(path: Path) -> bool:
+    """Whether a raster holds only ISPRS label colours (and eroded black) in a central window.
+
+    Vaihingen images and references share their file names
+    (``top_mosaic_09cm_area1.tif``), so where folder names do not tell them
+    apart the pixels do: an orthophoto never holds only the six colours.
+    """
+    with _open(path) as ds:
+        if ds.count < 3:
+            return False
+        w, h = min(ds.width, 256), min(ds.height, 256)
+        rgb = ds.read([1, 2, 3], window=Window((ds.width - w) // 2, (ds.height - h) // 2, w, h)).astype(np.int64)
+    packed = np.unique((rgb[0] << 16) | (rgb[1] << 8) | rgb[2])
+    palette = {(r << 16) | (g << 8) | b for r, g, b in (c.color for c in ISPRS)} | {0}
+    return bool(set(packed.tolist()) <= palette)
 
 
 def _check_split(split: str) -> None:
@@ -362,17 +511,6 @@ def _check_root(root: PathLike, dataset: str, marker: str) -> Path:
     return p
 
 
-def _hint(root: Path, marker: str) -> str:
-    """Point at a subfolder holding `marker` when the user passed its parent."""
-    try:
-        for child in sorted(root.iterdir()):
-            if child.is_dir() and _subdirs([child], marker):
-                return f" (it is in {child}: pass that folder)"
-    except OSError:
-        pass
-    return ""
-
-
 def _potsdam_tokens(tile: str) -> tuple[str, ...]:
     a, b = tile.split("_")
     return (f"{int(a)}_{int(b)}", f"{int(a):02d}_{int(b):02d}")
@@ -384,74 +522,87 @@ def potsdam(root: PathLike, *, split: Split = "train", bands: PotsdamBands = "rg
     Parameters
     ----------
     root : path-like
-        The folder that holds ``2_Ortho_RGB`` (or ``4_Ortho_RGBIR``) and
-        ``5_Labels_all``; each may also be nested one level as archives unpack
-        (``2_Ortho_RGB/2_Ortho_RGB``).
+        A folder under which the unpacked archives lie. Files are found by
+        their official names (``top_potsdam_2_10_RGB.tif``,
+        ``top_potsdam_2_10_label.tif``, ``top_potsdam_2_10_label_noBoundary.tif``)
+        in any subfolder: archives unpacked into folders named after them
+        (``2_Ortho_RGB/``, ``5_Labels_all/``, also nested twice) or flat (the
+        files of ``5_Labels_all.zip`` sit at its root) are all found.
     split : {'train', 'test', 'all'}, optional
         The official split: 24 training tiles (:data:`POTSDAM_TRAIN`), 14 test
         tiles (:data:`POTSDAM_TEST`), or both.
     bands : {'rgb', 'rgbir', 'irrg'}, optional
-        ``rgb`` reads ``2_Ortho_RGB/top_potsdam_{tile}_RGB.tif`` (or bands 1-3
-        of the RGBIR file); ``rgbir`` all four bands (R, G, B, IR) of
-        ``4_Ortho_RGBIR/top_potsdam_{tile}_RGBIR.tif``; ``irrg`` its bands
-        4, 1, 2 (or ``3_Ortho_IRRG/top_potsdam_{tile}_IRRG.tif``).
+        ``rgb`` reads ``top_potsdam_{tile}_RGB.tif`` (or bands 1-3 of the
+        RGBIR file); ``rgbir`` all four bands (R, G, B, IR) of
+        ``top_potsdam_{tile}_RGBIR.tif``; ``irrg`` its bands 4, 1, 2 (or
+        ``top_potsdam_{tile}_IRRG.tif``).
 
     Returns
     -------
     list of Sample
         One per tile whose image and RGB colour label both exist, in the
-        official order, named ``top_potsdam_{row}_{col}``. Labels come from
-        ``5_Labels_all`` (all 38 tiles) or ``5_Labels_for_participants`` (the
-        training tiles); the eroded reference from ``5_Labels_all_noBoundary``
-        or ``5_Labels_for_participants_no_Boundary`` when present. Tile ids
-        are accepted as ``2_10`` and ``02_10`` in file names.
+        official order, named ``top_potsdam_{row}_{col}``, with the bands'
+        meaning in `band_names`. Where a name occurs twice, files in folders
+        named after the archives win (labels: ``5_Labels_all`` before
+        ``5_Labels_for_participants``), then the shallower one. The eroded
+        reference is set where a ``..._label_noBoundary.tif`` exists. Tile
+        ids are accepted as ``2_10`` and ``02_10`` in file names.
 
     Raises
     ------
     DatasetNotFoundError
-        If no tile of the split is complete; the message names the path
-        expected for the first tile.
+        If no tile of the split is complete; the message names the file
+        expected for the first tile (and the .zip archives to unpack, if any).
     """
     _check_split(split)
     if bands not in _POTSDAM_IMAGES:
         raise ConfigError(f"bands must be one of {sorted(_POTSDAM_IMAGES)}, got {bands!r}")
-    marker = _POTSDAM_IMAGES[bands][0][0]
-    p = _check_root(root, "Potsdam", marker)
+    p = _check_root(root, "Potsdam", "the unpacked ISPRS archives")
+    found = _Found([p])
     tiles = {"train": POTSDAM_TRAIN, "test": POTSDAM_TEST, "all": POTSDAM_TRAIN + POTSDAM_TEST}[split]
     samples, images_found = [], 0
     for tile in tiles:
         tokens = _potsdam_tokens(tile)
-        image, sel = None, None
+        image, sel, names = None, None, None
         for folder, suffix, sel_bands in _POTSDAM_IMAGES[bands]:
-            image = _first_file([p], [folder], [f"top_potsdam_{t}_{suffix}.tif" for t in tokens])
+            image = found.pick([f"top_potsdam_{t}_{suffix}.tif" for t in tokens], [folder])
             if image is not None:
-                sel = sel_bands
+                sel, names = sel_bands, _POTSDAM_BAND_NAMES[suffix]
                 break
         if image is None:
             continue
         images_found += 1
-        label = _first_file([p], _POTSDAM_LABELS, [f"top_potsdam_{t}_label.tif" for t in tokens])
+        label = found.pick([f"top_potsdam_{t}_label.tif" for t in tokens], _POTSDAM_LABELS)
         if label is None:
             continue
-        eroded = _first_file([p], _POTSDAM_ERODED, [f"top_potsdam_{t}_label_noBoundary.tif" for t in tokens])
-        samples.append(Sample(image, label, "rgb", f"top_potsdam_{tokens[0]}", eroded=eroded, bands=sel))
+        eroded = found.pick([f"top_potsdam_{t}_label_noBoundary.tif" for t in tokens], _POTSDAM_ERODED)
+        name = f"top_potsdam_{tokens[0]}"
+        samples.append(Sample(image, label, "rgb", name, eroded=eroded, bands=sel, band_names=names))
     if not samples:
         first = tiles[0]
         if images_found:
             raise DatasetNotFoundError(
                 f"found {images_found} Potsdam {split} image(s) under {p} but no reference labels: expected "
-                f"{p / _POTSDAM_LABELS[0] / f'top_potsdam_{first}_label.tif'}; the test-tile labels ship in "
-                f"{_POTSDAM_LABELS[0]} ({_POTSDAM_LABELS[1]} holds the 24 training tiles only)"
+                f"top_potsdam_{first}_label.tif anywhere under it (e.g. {p / _POTSDAM_LABELS[0]}); the test-tile "
+                f"labels ship in {_POTSDAM_LABELS[0]}.zip ({_POTSDAM_LABELS[1]}.zip holds the 24 training tiles "
+                f"only){found.unzip_hint()}"
             )
         folder, suffix, _ = _POTSDAM_IMAGES[bands][0]
         raise DatasetNotFoundError(
-            f"no Potsdam {split} tiles found under {p}: expected {p / folder / f'top_potsdam_{first}_{suffix}.tif'} "
-            f"and {p / _POTSDAM_LABELS[0] / f'top_potsdam_{first}_label.tif'}; pass the folder that holds "
-            f"{folder}{_hint(p, folder)}"
+            f"no Potsdam {split} tiles found under {p}: expected top_potsdam_{first}_{suffix}.tif and "
+            f"top_potsdam_{first}_label.tif anywhere under it (e.g. in {p / folder} and "
+            f"{p / _POTSDAM_LABELS[0]}); pass the folder that holds the unpacked archives{found.unzip_hint()}"
         )
-    if len(samples) < len(tiles):
-        log.info("Potsdam %s: %d of %d tiles present under %s", split, len(samples), len(tiles), p)
+    _log_found("Potsdam", split, samples, len(tiles), p)
     return samples
+
+
+def _log_found(dataset: str, split: str, samples: Sequence[Sample], expected: int, root: Path) -> None:
+    eroded = sum(s.eroded is not None for s in samples)
+    log.info(
+        "%s %s: %d of %d tiles under %s, %d with an official eroded (noBoundary) reference",
+        dataset, split, len(samples), expected, root, eroded,
+    )  # fmt: skip
 
 
 def vaihingen(root: PathLike, *, split: Split = "train") -> list[Sample]:
@@ -460,10 +611,17 @@ def vaihingen(root: PathLike, *, split: Split = "train") -> list[Sample]:
     Parameters
     ----------
     root : path-like
-        The folder that holds ``top/`` (the IRRG orthophotos
-        ``top_mosaic_09cm_area{N}.tif``) and the reference folders; the
-        ``ISPRS_semantic_labeling_Vaihingen`` folder of the image archive may
-        sit in between.
+        A folder under which the unpacked archives lie. Files are found by
+        their official names in any subfolder: the IRRG orthophotos
+        ``top_mosaic_09cm_area{N}.tif`` (``ISPRS_semantic_labeling_Vaihingen/top/``),
+        the references of the same name (``gts_for_participants/``, or
+        ``..._ground_truth_COMPLETE.zip`` unpacked flat or into its folder)
+        and the eroded ones ``top_mosaic_09cm_area{N}_noBoundary.tif``. An
+        image and a reference with the same name are told apart by their
+        folder (``top`` vs the reference folders) or else by their pixels (a
+        reference holds only the six class colours). If `root` is the
+        ``ISPRS_semantic_labeling_Vaihingen`` folder, the reference folders
+        beside it are searched too.
     split : {'train', 'test', 'all'}, optional
         The official split: 16 training areas (:data:`VAIHINGEN_TRAIN`), 17
         test areas (:data:`VAIHINGEN_TEST`), or both.
@@ -473,58 +631,62 @@ def vaihingen(root: PathLike, *, split: Split = "train") -> list[Sample]:
     list of Sample
         One per area whose image and RGB colour label both exist, in the
         official order, named ``top_mosaic_09cm_area{N}``; images are IRRG
-        (near infrared, red, green). Labels of training areas come from
-        ``gts_for_participants``, those of test areas from
-        ``ISPRS_semantic_labeling_Vaihingen_ground_truth_COMPLETE`` (each
-        falling back to the other). Eroded references
-        (``top_mosaic_09cm_area{N}_noBoundary.tif``) come from
-        ``gts_eroded_for_participants`` or
-        ``ISPRS_semantic_labeling_Vaihingen_ground_truth_eroded_COMPLETE``
-        when present.
+        (near infrared, red, green). Where an area has references in both
+        ``gts_for_participants`` and the ``..._COMPLETE`` release, training
+        areas take the former and test areas the latter.
 
     Raises
     ------
     DatasetNotFoundError
-        If no area of the split is complete; the message names the path
+        If no area of the split is complete; the message names the file
         expected for the first area.
     """
     _check_split(split)
     p = _check_root(root, "Vaihingen", f"{_VAIHINGEN_IMAGES}/")
-    bases = [p, p / _VAIHINGEN_PACKAGE]
     if p.name == _VAIHINGEN_PACKAGE:  # the reference archives unpack beside the image archive's folder
-        bases.append(p.parent)
+        roots = [p, *(p.parent / d for d in (*_VAIHINGEN_LABELS, *_VAIHINGEN_ERODED))]
+        found = _Found(roots, base=p.parent)
+    else:
+        found = _Found([p])
     areas = {"train": VAIHINGEN_TRAIN, "test": VAIHINGEN_TEST, "all": VAIHINGEN_TRAIN + VAIHINGEN_TEST}[split]
+    label_folders = {d.lower() for d in _VAIHINGEN_LABELS}
     samples, images_found = [], 0
     for area in areas:
         stem = f"top_mosaic_09cm_area{area}"
-        image = _first_file(bases, [_VAIHINGEN_IMAGES], [f"{stem}.tif"])
+        images, labels = [], []
+        for path, rel in found.candidates([f"{stem}.tif"]):
+            if _VAIHINGEN_IMAGES in rel:
+                images.append((path, rel))
+            elif label_folders & set(rel) or _looks_like_colour_label(path):
+                labels.append((path, rel))
+            else:
+                images.append((path, rel))
+        image = _pick(images)
         if image is None:
             continue
         images_found += 1
         test = area in VAIHINGEN_TEST
-        label_dirs = _VAIHINGEN_LABELS[::-1] if test else _VAIHINGEN_LABELS
-        eroded_dirs = _VAIHINGEN_ERODED[::-1] if test else _VAIHINGEN_ERODED
-        label = _first_file(bases, label_dirs, [f"{stem}.tif"])
+        label = _pick(labels, _VAIHINGEN_LABELS[::-1] if test else _VAIHINGEN_LABELS)
         if label is None:
             continue
-        eroded = _first_file(bases, eroded_dirs, [f"{stem}_noBoundary.tif"])
-        samples.append(Sample(image, label, "rgb", stem, eroded=eroded))
+        eroded = found.pick([f"{stem}_noBoundary.tif"], _VAIHINGEN_ERODED[::-1] if test else _VAIHINGEN_ERODED)
+        samples.append(Sample(image, label, "rgb", stem, eroded=eroded, band_names=_VAIHINGEN_BAND_NAMES))
     if not samples:
         stem = f"top_mosaic_09cm_area{areas[0]}"
         if images_found:
             expected = p / (_VAIHINGEN_LABELS[1] if areas[0] in VAIHINGEN_TEST else _VAIHINGEN_LABELS[0])
             raise DatasetNotFoundError(
-                f"found {images_found} Vaihingen {split} image(s) under {p} but no reference labels: expected "
-                f"{expected / f'{stem}.tif'}; the test references ship in {_VAIHINGEN_LABELS[1]}.zip, the "
-                f"training ones in {_VAIHINGEN_LABELS[0]}"
+                f"found {images_found} Vaihingen {split} image(s) under {p} but no reference labels: expected a "
+                f"colour-coded {stem}.tif besides the image anywhere under it (e.g. {expected}); the test references "
+                f"ship in {_VAIHINGEN_LABELS[1]}.zip, the training ones in {_VAIHINGEN_LABELS[0]}"
+                f"{found.unzip_hint()}"
             )
         raise DatasetNotFoundError(
-            f"no Vaihingen {split} areas found under {p}: expected {p / _VAIHINGEN_IMAGES / f'{stem}.tif'} and "
-            f"{p / _VAIHINGEN_LABELS[0] / f'{stem}.tif'}; pass the folder that holds {_VAIHINGEN_IMAGES}/"
-            f"{_hint(p, _VAIHINGEN_IMAGES)}"
+            f"no Vaihingen {split} areas found under {p}: expected {stem}.tif (image and colour-coded reference) "
+            f"anywhere under it (e.g. {p / _VAIHINGEN_IMAGES / f'{stem}.tif'} and {p / _VAIHINGEN_LABELS[0]}); "
+            f"pass the folder that holds the unpacked archives{found.unzip_hint()}"
         )
-    if len(samples) < len(areas):
-        log.info("Vaihingen %s: %d of %d areas present under %s", split, len(samples), len(areas), p)
+    _log_found("Vaihingen", split, samples, len(areas), p)
     return samples
 
 
@@ -718,7 +880,70 @@ def pairs(
             samples.append(Sample(img, lab, "index", name, index_offset=index_offset, ignore_value=ignore_value))
         else:
             samples.append(Sample(img, lab, "rgb", name))
+    if label_kind == "auto" and index_offset == 0:
+        # Guessing the kind is the user's request; guessing the coding too is not, so a likely mix-up refuses.
+        _refuse_shifted_index_labels([s for s in samples if s.label_kind == "index"], ignore_value)
     return samples
+
+
+_CODING_FILES = 16  # label files read to check an 'auto' index coding (spread over the list)
+_CODING_WINDOW = 1024  # side of the central window read from each
+_THIN = 4  # px: eroded ISPRS boundaries are about 7 px wide, so their pixels lie within 4 px of their edge
+
+
+def _refuse_shifted_index_labels(samples: Sequence[Sample], ignore_value: int | None, n: int = len(ISPRS)) -> None:
+    """Refuse index labels that look like mmsegmentation's ISPRS coding (0 = ignore, 1..6) read as ids 0..5.
+
+    Read that way, eroded boundaries become impervious surfaces and every
+    class the next one (cars become clutter), silently. Signs, in up to
+    `_CODING_FILES` label files: the value `n` (clutter in mmseg's coding,
+    out of range as an id); value 0 only in thin bands that separate all
+    other values, which never touch directly (mmseg's eroded boundaries; a
+    real class has wide regions, and classes touch);
+    value 0 absent while 3 or more other values occur (no impervious
+    surface, the commonest ISPRS class: a shift by one). Labels holding the
+    ignore value (255) use geoseg's coding and are accepted.
+    """
+    from scipy import ndimage
+
+    if not samples:
+        return
+    picked = [samples[int(i)] for i in np.unique(np.linspace(0, len(samples) - 1, min(len(samples), _CODING_FILES)))]
+    values: set[int] = set()
+    zeros = thick = direct = across_zero = 0
+    for sample in picked:
+        with _open(sample.label) as ds:
+            w, h = min(ds.width, _CODING_WINDOW), min(ds.height, _CODING_WINDOW)
+            raw = ds.read(1, window=Window((ds.width - w) // 2, (ds.height - h) // 2, w, h))
+        values |= set(np.unique(raw).tolist())
+        zero = raw == 0
+        if zero.any():
+            zeros += int(zero.sum())
+            thick += int((ndimage.distance_transform_edt(zero) > _THIN).sum())
+        for a, b in ((raw[:, 1:], raw[:, :-1]), (raw[1:], raw[:-1])):
+            change = a != b
+            touches_zero = (a == 0) | (b == 0)
+            direct += int((change & ~touches_zero).sum())
+            across_zero += int((change & touches_zero).sum())
+    if (ignore_value is not None and ignore_value in values) or not values <= set(range(n + 1)):
+        return
+    folder = picked[0].label.parent
+    shown = ", ".join(str(v) for v in sorted(values))
+    if n in values:
+        why = f"value {n}, which is no class id 0..{n - 1}"
+    elif zeros and thick < 0.2 * zeros and direct < 0.02 * (direct + across_zero):
+        # mmseg's eroded boundaries: 0 is a thin band, and the other values (classes) never touch directly
+        why = "value 0 only in thin bands that separate all the other values, like eroded boundaries"
+    elif 0 not in values and len(values) >= 3:
+        why = "no value 0 (impervious surfaces as an id) while the others occur"
+    else:
+        return
+    raise DatasetError(
+        f"index labels in {folder} hold values {shown}, with {why}: this looks like mmsegmentation's ISPRS coding "
+        f"(0 = ignore, 1..{n} = impervious..clutter), which read as class ids would shift every class by one; pass "
+        f"--label-kind index --index-offset 1 --ignore-value 0 for that coding, or --label-kind index if the values "
+        f"are class ids 0..{n - 1}"
+    )
 
 
 # ---------------------------------------------------------------------------
@@ -779,7 +1004,7 @@ def synthetic(
     dtype and nodata are compared) are kept, not rendered again. Rendering
     works in blocks, so memory stays bounded whatever `size`.
     """
-    from .synthetic import SceneSpec, write_scene
+    from .synthetic import _BAND_NAMES, SceneSpec, write_scene
 
     if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 1:
         raise ConfigError(f"n must be a positive number of scenes, got {n!r}")
@@ -794,7 +1019,7 @@ def synthetic(
             log.debug("kept %s: same scene already rendered", image)
         else:
             write_scene(spec, image, label)
-        samples.append(Sample(image, label, "index", name, ignore_value=NODATA))
+        samples.append(Sample(image, label, "index", name, ignore_value=NODATA, band_names=_BAND_NAMES[spec.bands]))
     return samples
 
 
@@ -807,6 +1032,92 @@ _SPEC_USAGE = (
 )
 
 
+@dataclass(frozen=True)
+class DatasetSpec:
+    """A dataset named by a short string (:func:`parse_dataset`), before any file is looked at.
+
+    Attributes
+    ----------
+    kind : {'potsdam', 'vaihingen', 'synthetic'}
+        The dataset.
+    root : str
+        Its folder, as given (it may contain colons: ``C:/data/Potsdam``).
+    split : {'train', 'test', 'all'} or None
+        The split the string names; None if it names none (callers choose:
+        ``train`` trains, ``evaluate`` scores the test split).
+    bands : {'rgb', 'rgbir', 'irrg'} or None
+        Potsdam imagery the string names; None if it names none.
+    n, size : int or None
+        Synthetic scenes: how many, and their side in pixels (None: 1024).
+    """
+
+    kind: Literal["potsdam", "vaihingen", "synthetic"]
+    root: str
+    split: Split | None = None
+    bands: PotsdamBands | None = None
+    n: int | None = None
+    size: int | None = None
+
+    def load(self, *, split: Split | None = None, bands: PotsdamBands | None = None) -> list[Sample]:
+        """The samples: `split` and `bands` apply where the string named none (default ``train``, ``rgb``)."""
+        if self.kind == "synthetic":
+            assert self.n is not None
+            return synthetic(self.root, n=self.n, **({"size": self.size} if self.size else {}))
+        chosen: Split = self.split or split or "train"
+        if self.kind == "potsdam":
+            return potsdam(self.root, split=chosen, bands=self.bands or bands or "rgb")
+        return vaihingen(self.root, split=chosen)
+
+
+def parse_dataset(spec: str) -> DatasetSpec:
+    """Parse a dataset string of the command line; the one parser of ``train`` and ``evaluate``.
+
+    Parameters
+    ----------
+    spec : str
+        ``potsdam:ROOT[:SPLIT][:BANDS]``, ``vaihingen:ROOT[:SPLIT]`` or
+        ``synthetic:FOLDER:N[:SIZE]``. Suffixes are taken from the right, so
+        ROOT may itself contain colons (``potsdam:C:/data/Potsdam:test``).
+
+    Raises
+    ------
+    geoseg.errors.ConfigError
+        If the string has none of these forms (a ``ValueError``; the message
+        shows the usage).
+
+    Examples
+    --------
+    >>> parse_dataset("potsdam:C:/data/Potsdam:test:irrg")
+    DatasetSpec(kind='potsdam', root='C:/data/Potsdam', split='test', bands='irrg', n=None, size=None)
+    >>> parse_dataset("vaihingen:/data/Vaihingen").split is None
+    True
+    """
+    kind, sep, rest = str(spec).partition(":")
+    kind = kind.strip().lower()
+    if kind in ("potsdam", "vaihingen") and sep and rest:
+        parts = rest.split(":")
+        bands: str | None = None
+        split: str | None = None
+        if kind == "potsdam" and len(parts) > 1 and parts[-1].lower() in _POTSDAM_IMAGES:
+            bands = parts.pop().lower()
+        if len(parts) > 1 and parts[-1].lower() in get_args(Split):
+            split = parts.pop().lower()
+        if kind == "potsdam" and bands is None and len(parts) > 1 and parts[-1].lower() in _POTSDAM_IMAGES:
+            bands = parts.pop().lower()  # potsdam:ROOT:irrg:test
+        root = ":".join(parts)
+        if root:
+            return DatasetSpec(kind, root, split, bands)  # type: ignore[arg-type]
+    elif kind == "synthetic" and sep:
+        parts = rest.split(":")
+        numbers: list[int] = []
+        while len(parts) > 1 and len(numbers) < 2 and re.fullmatch(r"\d+", parts[-1].strip()):
+            numbers.insert(0, int(parts.pop()))
+        folder = ":".join(parts)
+        if folder and numbers and numbers[0] >= 1:
+            return DatasetSpec("synthetic", folder, n=numbers[0], size=numbers[1] if len(numbers) == 2 else None)
+    raise ConfigError(f"unknown dataset {spec!r}; pass {_SPEC_USAGE}")
+
+
 def dataset_from_spec(spec: str) -> list[Sample]:
     """Samples named by a short string, as the command line takes them.
 
@@ -814,8 +1125,8 @@ def dataset_from_spec(spec: str) -> list[Sample]:
     ----------
     spec : str
         ``potsdam:ROOT[:SPLIT][:BANDS]``, ``vaihingen:ROOT[:SPLIT]`` or
-        ``synthetic:FOLDER:N[:SIZE]``. SPLIT defaults to ``train``; ROOT may
-        itself contain colons (``potsdam:C:/data/Potsdam:test``).
+        ``synthetic:FOLDER:N[:SIZE]`` (see :func:`parse_dataset`). SPLIT
+        defaults to ``train``, BANDS to ``rgb``.
 
     Returns
     -------
@@ -836,32 +1147,22 @@ def dataset_from_spec(spec: str) -> list[Sample]:
     ...
     geoseg.errors.ConfigError: unknown dataset 'mnist:/data'; pass 'potsdam:ROOT[:SPLIT][:BANDS]', ...
     """
-    kind, sep, rest = str(spec).partition(":")
-    kind = kind.strip().lower()
-    if kind in ("potsdam", "vaihingen") and sep and rest:
-        parts = rest.split(":")
-        bands: str | None = None
-        split = "train"
-        if kind == "potsdam" and len(parts) > 1 and parts[-1].lower() in _POTSDAM_IMAGES:
-            bands = parts.pop().lower()
-        if len(parts) > 1 and parts[-1].lower() in get_args(Split):
-            split = parts.pop().lower()
-        root = ":".join(parts)
-        if root:
-            if kind == "potsdam":
-                return potsdam(root, split=split, bands=bands or "rgb")  # type: ignore[arg-type]
-            return vaihingen(root, split=split)  # type: ignore[arg-type]
-    elif kind == "synthetic" and sep:
-        parts = rest.split(":")
-        numbers: list[int] = []
-        while len(parts) > 1 and len(numbers) < 2 and re.fullmatch(r"\d+", parts[-1].strip()):
-            numbers.insert(0, int(parts.pop()))
-        folder = ":".join(parts)
-        if folder and numbers and numbers[0] >= 1:
-            if len(numbers) == 2:
-                return synthetic(folder, n=numbers[0], size=numbers[1])
-            return synthetic(folder, n=numbers[0])
-    raise ConfigError(f"unknown dataset {spec!r}; pass {_SPEC_USAGE}")
+    return parse_dataset(spec).load()
+
+
+def potsdam_bands_for(names: Sequence[str]) -> PotsdamBands | None:
+    """The Potsdam imagery that holds the bands `names` (a model's), by meaning; None if none does.
+
+    Examples
+    --------
+    >>> potsdam_bands_for(("nir", "red", "green")), potsdam_bands_for(("red", "green", "blue"))
+    ('irrg', 'rgb')
+    """
+    want = {_meaning(n) for n in names}
+    for suffix, choice in (("RGB", "rgb"), ("IRRG", "irrg"), ("RGBIR", "rgbir")):
+        if want <= set(_POTSDAM_BAND_NAMES[suffix]):
+            return choice  # type: ignore[return-value]
+    return None
 
 
 # ---------------------------------------------------------------------------

@@ -32,14 +32,6 @@ __all__ = ["TrainConfig", "TrainResult", "class_weights", "train"]
 
 log = logging.getLogger(__name__)
 
-#: Band names of the known layouts, in file order.
-_LAYOUT_BANDS = {
-    "potsdam:rgb": ("red", "green", "blue"),
-    "potsdam:rgbir": ("red", "green", "blue", "nir"),
-    "potsdam:irrg": ("nir", "red", "green"),
-    "vaihingen": ("nir", "red", "green"),
-}
-
 
 class TrainConfig(BaseModel):
     """Settings of one training run (``geoseg train CONFIG.yaml``; every key is also a flag)."""
@@ -48,7 +40,8 @@ class TrainConfig(BaseModel):
 
     # -- data
     dataset: str | None = Field(
-        default=None, description="potsdam:ROOT, vaihingen:ROOT or synthetic:FOLDER:N (or use images + labels)"
+        default=None,
+        description="potsdam:ROOT[:SPLIT][:BANDS], vaihingen:ROOT[:SPLIT] or synthetic:FOLDER:N (or images + labels)",
     )
     images: list[Path] | None = Field(default=None, description="image files or one folder (with labels)")
     labels: list[Path] | None = Field(default=None, description="label files or one folder, matched to images by name")
@@ -57,9 +50,16 @@ class TrainConfig(BaseModel):
     )
     index_offset: int = Field(default=0, description="index labels: class id = value - offset (1 for 0=ignore files)")
     ignore_value: int | None = Field(default=255, description="index labels: raw value to ignore")
-    potsdam_bands: Literal["rgb", "rgbir", "irrg"] = Field(default="rgb", description="Potsdam imagery to train on")
+    potsdam_bands: Literal["rgb", "rgbir", "irrg"] | None = Field(
+        default=None, description="Potsdam imagery to train on [default: the dataset string's, else rgb]"
+    )
     val: str = Field(
-        default="auto", description="validation: auto (the test split, else the training images), none, or a dataset"
+        default="auto",
+        description="validation: auto (the dataset's other split, else the training images), none, or a dataset",
+    )
+    val_images: list[Path] | None = Field(default=None, description="validation image files or one folder")
+    val_labels: list[Path] | None = Field(
+        default=None, description="validation label files or one folder (read like --labels)"
     )
     val_windows: int = Field(default=64, ge=1, description="most validation windows per epoch")
     # -- model
@@ -125,6 +125,10 @@ class TrainConfig(BaseModel):
             raise ConfigError(
                 "no training data: give dataset (potsdam:ROOT, vaihingen:ROOT, synthetic:DIR:N) or images + labels"
             )
+        if bool(cfg.val_images) != bool(cfg.val_labels):
+            raise ConfigError("give both val_images and val_labels (--val-images DIR --val-labels DIR), or neither")
+        if cfg.val_images and cfg.val != "auto":
+            raise ConfigError(f"give val ({cfg.val!r}) or val_images + val_labels, not both")
         return cfg
 
 
@@ -147,8 +151,8 @@ def class_weights(pixels: np.ndarray, *, clip: tuple[float, float] = (0.2, 5.0))
 
     Examples
     --------
-    >>> class_weights(np.array([800, 100, 100, 0]))
-    (0.125, 1.0, 1.0, 1.0)
+    >>> class_weights(np.array([800, 100, 100, 0]))  # 0.1 / 0.8 = 0.125, clipped to 0.2
+    (0.2, 1.0, 1.0, 1.0)
     """
     pixels = np.asarray(pixels, dtype=np.float64)
     present = pixels > 0
@@ -160,50 +164,82 @@ def class_weights(pixels: np.ndarray, *, clip: tuple[float, float] = (0.2, 5.0))
     return tuple(float(v) for v in np.clip(w, *clip) * present + (~present))
 
 
-def _samples(cfg: TrainConfig, spec: str | None) -> tuple[list[Any], list[Any], tuple[str, ...] | None]:
-    """Training samples, samples of the dataset's test split (if it has one), and known band names."""
+def _pairs(cfg: TrainConfig, images: list[Path], labels: list[Path]) -> list[Any]:
     from . import datasets
 
-    if spec is None:
+    return datasets.pairs(
+        images, labels, label_kind=cfg.label_kind, index_offset=cfg.index_offset, ignore_value=cfg.ignore_value
+    )
+
+
+def _potsdam_bands(cfg: TrainConfig, spec: Any, what: str) -> Any:
+    """The Potsdam imagery to read: the dataset string's, or --potsdam-bands; both must agree."""
+    if spec.kind != "potsdam":
+        return None
+    if spec.bands and cfg.potsdam_bands and spec.bands != cfg.potsdam_bands:
+        raise ConfigError(
+            f"{what} {spec.kind}:...:{spec.bands} names Potsdam bands {spec.bands} but potsdam_bands is "
+            f"{cfg.potsdam_bands}; give one of them"
+        )
+    return spec.bands or cfg.potsdam_bands or "rgb"
+
+
+def _samples(cfg: TrainConfig) -> tuple[list[Any], list[Any], str]:
+    """Training samples, validation samples, and where the validation samples come from (for the log)."""
+    from . import datasets
+
+    if cfg.dataset is None:
         assert cfg.images and cfg.labels
-        found = datasets.pairs(
-            cfg.images,
-            cfg.labels,
-            label_kind=cfg.label_kind,
-            index_offset=cfg.index_offset,
-            ignore_value=cfg.ignore_value,
-        )
-        return found, [], None
-    kind, _, rest = spec.partition(":")
-
-    def test_split(load: Callable[[], list[Any]]) -> list[Any]:
+        train_samples, spec = _pairs(cfg, cfg.images, cfg.labels), None
+    else:
+        spec = datasets.parse_dataset(cfg.dataset)
+        if cfg.potsdam_bands and spec.kind != "potsdam":
+            raise ConfigError(f"potsdam_bands applies to Potsdam datasets, not {cfg.dataset!r}; leave it out")
+        train_samples = spec.load(split="train", bands=_potsdam_bands(cfg, spec, "dataset"))
+    if cfg.val_images and cfg.val_labels:
+        return train_samples, _pairs(cfg, cfg.val_images, cfg.val_labels), "the validation folders"
+    if cfg.val == "none":
+        return train_samples, [], "nothing"
+    if cfg.val != "auto":
+        val_spec = datasets.parse_dataset(cfg.val)
+        bands = _potsdam_bands(cfg, val_spec, "val") if spec is None else _potsdam_bands(cfg, spec, "dataset")
+        return train_samples, val_spec.load(split="test", bands=bands), cfg.val
+    if spec is not None and spec.kind != "synthetic" and (spec.split or "train") != "all":
+        other: datasets.Split = "test" if (spec.split or "train") == "train" else "train"
         try:
-            return load()
+            held_out = datasets.DatasetSpec(spec.kind, spec.root, other, spec.bands).load(
+                bands=_potsdam_bands(cfg, spec, "dataset")
+            )
+            return train_samples, held_out, f"the {other} split"
         except datasets.DatasetNotFoundError:
-            return []  # the test references are not installed: validate on the training tiles
+            pass  # its references are not installed
+    log.warning(
+        "validating on the training images: the best checkpoint is chosen by how well it fits them, not by how "
+        "well it generalises; give validation data (--val-images DIR --val-labels DIR, or --val DATASET)"
+    )
+    return train_samples, train_samples, "the training images"
 
-    if kind == "potsdam":
-        root = rest.split(":")[0]
-        return (
-            datasets.potsdam(root, split="train", bands=cfg.potsdam_bands),
-            test_split(lambda: datasets.potsdam(root, split="test", bands=cfg.potsdam_bands)),
-            _LAYOUT_BANDS[f"potsdam:{cfg.potsdam_bands}"],
-        )
-    if kind == "vaihingen":
-        root = rest.split(":")[0]
-        return (
-            datasets.vaihingen(root, split="train"),
-            test_split(lambda: datasets.vaihingen(root, split="test")),
-            _LAYOUT_BANDS["vaihingen"],
-        )
-    return datasets.dataset_from_spec(spec), [], None
+
+def _check_val_bands(train_samples: Sequence[Any], val_samples: Sequence[Any], n_bands: int) -> None:
+    """Validation images must give the model the same bands as the training images."""
+    names = train_samples[0].selected_band_names
+    for s in val_samples:
+        count, _, _ = _raster_facts(s.image)
+        got = len(s.bands) if s.bands else count
+        other = s.selected_band_names
+        if got != n_bands or (names and other and names != other):
+            what = ",".join(other) if other else f"{got} band(s)"
+            raise ConfigError(
+                f"validation image {s.image.name} gives {what} but the training images give "
+                f"{','.join(names) if names else f'{n_bands} band(s)'}; validate on imagery with the same bands"
+            )
 
 
 def _raster_facts(path: Path) -> tuple[int, str, float | None]:
     """Band count, data type and pixel size (metres, if georeferenced in a projected CRS) of an image."""
-    import rasterio
+    from .datasets import _open  # tolerates PNGs without georeferencing, as datasets do
 
-    with rasterio.open(path) as ds:
+    with _open(path) as ds:
         gsd = None
         if ds.crs is not None and ds.crs.is_projected and not ds.transform.is_identity:
             gsd = float(abs(ds.transform.a))
@@ -242,19 +278,15 @@ def train(cfg: TrainConfig, *, progress: Callable[[str, int, int, dict[str, Any]
     from .predict.spec import ModelSpec
 
     t0 = time.perf_counter()
-    train_samples, test_samples, band_names = _samples(cfg, cfg.dataset)
+    train_samples, val_samples, val_source = _samples(cfg)
     if not train_samples:
         raise ConfigError("the training data holds no samples")
-    if cfg.val == "none":
-        val_samples: list[Any] = []
-    elif cfg.val == "auto":
-        val_samples = test_samples or train_samples
-    else:
-        val_samples, _, _ = _samples(cfg, cfg.val)
     first = train_samples[0]
     count, dtype, gsd = _raster_facts(first.image)
     n_bands = len(first.bands) if first.bands else count
-    names = band_names or ModelSpec.default_bands(n_bands)
+    _check_val_bands(train_samples, val_samples, n_bands)
+    names = first.selected_band_names or ModelSpec.default_bands(n_bands)
+    log.info("validating on %d image(s) from %s", len(val_samples), val_source)
     mean, std = datasets.band_stats(train_samples, seed=cfg.seed)
     std = tuple(max(float(s), 1e-3) for s in std)
     weights = None
@@ -279,6 +311,7 @@ def train(cfg: TrainConfig, *, progress: Callable[[str, int, int, dict[str, Any]
             "training": {
                 "dataset": cfg.dataset or f"{len(train_samples)} image/label pairs",
                 "samples": [s.name for s in train_samples][:50],
+                "validation": {"source": val_source, "samples": [s.name for s in val_samples][:50]},
                 "class_weights": list(weights) if weights else None,
                 "settings": cfg.model_dump(mode="json"),
             }

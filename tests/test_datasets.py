@@ -196,15 +196,23 @@ def test_potsdam_wrong_root_names_expected_path(tmp_path, potsdam_root):
     with pytest.raises(DatasetNotFoundError) as exc:
         potsdam(empty)
     msg = str(exc.value)
-    assert str(empty / "2_Ortho_RGB" / "top_potsdam_2_10_RGB.tif") in msg and "pass the folder" in msg
+    assert "top_potsdam_2_10_RGB.tif and top_potsdam_2_10_label.tif anywhere under it" in msg
+    assert str(empty / "2_Ortho_RGB") in msg and "pass the folder" in msg
     assert isinstance(exc.value, FileNotFoundError) and isinstance(exc.value, GeosegError)
-    # The parent of the real root: the message points at the subfolder.
-    with pytest.raises(DatasetNotFoundError, match=f"it is in {potsdam_root}"):
-        potsdam(potsdam_root.parent)
+    # The parent of the real root: files are found by their official names in any folder below it.
+    assert [s.name for s in potsdam(potsdam_root.parent)] == [s.name for s in potsdam(potsdam_root)]
     with pytest.raises(DatasetNotFoundError, match="is not a folder"):
         potsdam(tmp_path / "missing")
     with pytest.raises(ValueError, match="split must be"):
         potsdam(potsdam_root, split="val")  # type: ignore[arg-type]
+
+
+def test_potsdam_band_meaning_travels_with_the_samples(potsdam_root):
+    by_bands = {b: potsdam(potsdam_root, bands=b)[0] for b in ("rgb", "rgbir", "irrg")}
+    assert by_bands["rgb"].selected_band_names == ("red", "green", "blue")
+    assert by_bands["rgbir"].selected_band_names == ("red", "green", "blue", "nir")
+    assert by_bands["irrg"].band_names == ("red", "green", "blue", "nir")  # the RGBIR file...
+    assert by_bands["irrg"].selected_band_names == ("nir", "red", "green")  # ...read as 4, 1, 2
 
 
 def test_potsdam_test_split_without_test_labels(tmp_path):
@@ -572,6 +580,7 @@ def test_dataset_from_spec(potsdam_root, vaihingen_root, tmp_path):
     assert [s.name for s in dataset_from_spec(f"vaihingen:{vaihingen_root}:test")] == ["top_mosaic_09cm_area2"]
     syn = dataset_from_spec(f"synthetic:{tmp_path / 'syn'}:2:64")
     assert len(syn) == 2 and read_labels(syn[0]).shape == (64, 64)
+    assert syn[0].band_names == ("red", "green", "blue")
     for bad in ("mnist:/data", "potsdam", "synthetic:/tmp/x", "synthetic:/tmp/x:0"):
         with pytest.raises(ValueError, match=r"potsdam:ROOT\[:SPLIT\]"):
             dataset_from_spec(bad)
@@ -605,3 +614,45 @@ def test_real_isprs_crops_decode_like_reference(folder, stem):
     assert (expected == NODATA).any() and len(np.unique(expected)) >= 5
     image_window, label_window = WindowSampler([mmseg], size=128, per_epoch=1, augment=False).get(0)
     assert image_window.shape == (3, 128, 128) and label_window.shape == (128, 128)
+
+
+# ---------------------------------------------------------------------------
+# mmsegmentation's ISPRS coding (0 = ignore, 1..6) read as class ids 0..5
+# ---------------------------------------------------------------------------
+@pytest.mark.realdata
+@pytest.mark.parametrize(
+    ("folder", "stem"),
+    [("isprs_potsdam", "potsdam_2_10_0_0_512_512"), ("isprs_vaihingen", "vaihingen_area1_0_0_512_512")],
+)
+def test_auto_label_kind_refuses_mmseg_coding_of_real_crops(folder, stem, tmp_path):
+    if not (LABELED / folder).is_dir():
+        pytest.skip(f"labelled sample data not found in {LABELED} (it sits beside the project checkout)")
+    # the mmseg layout: img_dir/ and ann_dir/, the same stem on both sides
+    img_dir, ann_dir = _mkdir(tmp_path / "img_dir" / "train"), _mkdir(tmp_path / "ann_dir" / "train")
+    (img_dir / f"{stem}.png").symlink_to(LABELED / folder / f"{stem}_img.png")
+    (ann_dir / f"{stem}.png").symlink_to(LABELED / folder / f"{stem}_ann.png")
+    raw = _read_png(ann_dir / f"{stem}.png")
+    assert raw.min() == 0 and raw.max() == 5  # clutter (6) is absent: every value is a valid class id 0..5
+    with pytest.raises(DatasetError) as exc:
+        pairs(img_dir, ann_dir)
+    msg = str(exc.value)
+    assert "mmsegmentation's ISPRS coding" in msg and "thin bands" in msg
+    assert "--label-kind index --index-offset 1 --ignore-value 0" in msg and "\n" not in msg
+    # the flags the message names read the file correctly; an explicit kind is the user's word and is kept
+    (s,) = pairs(img_dir, ann_dir, label_kind="index", index_offset=1, ignore_value=0)
+    np.testing.assert_array_equal(read_labels(s), _read_png(LABELED / "derived" / f"{stem}_label_idx0-5_ignore255.png"))
+    assert pairs(img_dir, ann_dir, label_kind="index")[0].index_offset == 0
+    # geoseg's own coding of the same labels (255 = ignore) is accepted as it is
+    (ok,) = pairs([img_dir / f"{stem}.png"], [LABELED / "derived" / f"{stem}_label_idx0-5_ignore255.png"])
+    assert ok.label_kind == "index" and ok.index_offset == 0
+
+
+def test_auto_label_kind_refuses_value_six_and_missing_zero(tmp_path):
+    img = write_tif(tmp_path / "x.tif", np.zeros((3, 64, 64), np.uint8))
+    ids = _ids(11)  # genuine class ids 0..5 in 8-px blocks: classes touch, 0 fills blocks
+    (s,) = pairs([img], [_index_label(tmp_path / "ids.tif", ids)])
+    assert s.index_offset == 0
+    with pytest.raises(DatasetError, match=r"with value 6, which is no class id 0\.\.5"):
+        pairs([img], [_index_label(tmp_path / "full_mmseg.tif", ids + 1)])  # mmseg coding of full labels
+    with pytest.raises(DatasetError, match="no value 0"):
+        pairs([img], [_index_label(tmp_path / "no_clutter.tif", np.where(ids == 5, 4, ids) + 1)])

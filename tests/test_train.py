@@ -205,3 +205,51 @@ def test_every_architecture_trains_and_runs(arch, tmp_path):
     res = run(RunConfig(scene=img, model=out, outdir=tmp_path / "map", tile=64, overlap=16, min_area=0, simplify=0))
     with rasterio.open(res.outputs["classes"]) as ds:
         assert ds.read(1).max() < 6  # every pixel got a class from the trained checkpoint
+
+
+@pytest.mark.skipif(not POTSDAM.is_dir(), reason=f"labelled ISPRS crops not found at {POTSDAM}")
+def test_mmseg_layout_validates_on_its_val_folders(tmp_path, caplog):
+    """img_dir/{train,val} + ann_dir/{train,val}: the best checkpoint is chosen on val, not on the training images."""
+    layout = {
+        "train": POTSDAM / "potsdam_2_10_0_0_512_512",
+        "val": LABELED / "isprs_vaihingen" / "vaihingen_area1_0_0_512_512",
+    }
+    for split, stem in layout.items():
+        for side, suffix in (("img_dir", "_img.png"), ("ann_dir", "_ann.png")):
+            (tmp_path / side / split).mkdir(parents=True)
+            (tmp_path / side / split / f"{stem.name}.png").symlink_to(f"{stem}{suffix}")
+    flags = (
+        "--images", tmp_path / "img_dir" / "train", "--labels", tmp_path / "ann_dir" / "train",
+        "--arch", "fcn", "--encoder", "resnet18", "--tile", 64, "--batch", 2, "--epochs", 1, "--steps-per-epoch", 1,
+        "--val-windows", 2,
+    )  # fmt: skip
+    mmseg = ("--label-kind", "index", "--index-offset", 1, "--ignore-value", 0)
+    val = ("--val-images", tmp_path / "img_dir" / "val", "--val-labels", tmp_path / "ann_dir" / "val")
+    # --label-kind auto would read mmseg's 0 = ignore, 1..6 as class ids 0..5: refused, naming the flags
+    code, out = invoke("train", *flags, *val, "-o", tmp_path / "auto.pt", "-q")
+    assert code == 1 and "--index-offset 1 --ignore-value 0" in out and "Traceback" not in out
+    model = tmp_path / "m.pt"
+    code, out = invoke("train", *flags, *mmseg, *val, "-o", model, "-q")
+    assert code == 0, out
+    from geoseg.predict.checkpoint import read_spec
+
+    extra = read_spec(model).extra
+    assert extra["training"]["samples"] == ["potsdam_2_10_0_0_512_512"]
+    assert extra["training"]["validation"] == {
+        "source": "the validation folders",
+        "samples": ["vaihingen_area1_0_0_512_512"],
+    }
+    assert "val_miou" in extra["history"][0]
+    # without validation data the run says that it selects on the training images
+    with caplog.at_level("WARNING", logger="geoseg.train"):
+        cfg = TrainConfig(
+            images=[tmp_path / "img_dir" / "train"], labels=[tmp_path / "ann_dir" / "train"], label_kind="index",
+            index_offset=1, ignore_value=0, arch="fcn", encoder="resnet18", tile=64, batch=2, epochs=1,
+            steps_per_epoch=1, val_windows=2, output=tmp_path / "n.pt",
+        )  # fmt: skip
+        assert train(cfg).best_epoch == 1
+    assert "validating on the training images" in caplog.text and "--val-images" in caplog.text
+    code, out = invoke("train", *flags, *mmseg, "--val-images", tmp_path / "img_dir" / "val", "-o", tmp_path / "x.pt")
+    assert code == 1 and "give both val_images and val_labels" in out
+    code, out = invoke("train", *flags, *mmseg, *val, "--val", "none", "-o", tmp_path / "x.pt")
+    assert code == 1 and "not both" in out

@@ -49,22 +49,24 @@ def train(config: Path | None, output_: Path | None, install_name: str | None, q
     """Train a segmentation model; writes the best checkpoint (by validation mIoU).
 
     CONFIG is an optional YAML file of settings; flags override it. Data come
-    from --dataset (potsdam:ROOT, vaihingen:ROOT, synthetic:FOLDER:N) or from
-    --images/--labels (files or folders; GeoTIFF or PNG; labels in the ISPRS
-    colours or as class indices).
+    from --dataset (potsdam:ROOT[:SPLIT][:BANDS], vaihingen:ROOT[:SPLIT],
+    synthetic:FOLDER:N) or from --images/--labels (files or folders; GeoTIFF
+    or PNG; labels in the ISPRS colours or as class indices). Validation data:
+    the dataset's other split, --val-images/--val-labels, or --val DATASET.
 
     \b
     Examples:
-      geoseg train --dataset potsdam:/data/potsdam --epochs 40 -o potsdam_unet_r34.pt
+      geoseg train --dataset potsdam:/data/potsdam:irrg --epochs 40 -o potsdam_irrg.pt
       geoseg train workflows/train_potsdam.yaml --max-minutes 60
-      geoseg train --images img/ --labels gt/ --label-kind index --index-offset 1 --ignore-value 0
+      geoseg train --images img_dir/train --labels ann_dir/train --val-images img_dir/val \\
+          --val-labels ann_dir/val --label-kind index --index-offset 1 --ignore-value 0
     """
     from rich.console import Console
 
     from ..train import train as run_training
     from ._progress import TrainProgress
 
-    for key in ("images", "labels"):
+    for key in ("images", "labels", "val_images", "val_labels"):
         settings[key] = list(settings[key]) or None
     if output_ is not None:
         settings["output"] = output_
