@@ -71,3 +71,18 @@ def test_epsg4326_scene_area_against_equal_area_projection(shared_data, fcn_mode
     with rasterio.open(path) as src:
         total = src.width * src.height * res.report["scene"]["pixel_size_m"][0] * res.report["scene"]["pixel_size_m"][1]
     assert df.area_m2.sum() == pytest.approx(total, rel=1e-3)
+
+
+@pytest.mark.realdata
+def test_min_area_is_in_ground_square_metres_in_web_mercator(shared_data, fcn_model, tmp_path):
+    """EPSG:3857 at 37.7 N: --min-area 20 leaves no polygon far below 20 m² by its own (geodesic) area_m2.
+
+    Turned into pixels with the map-unit size (0.597 m), 20 m² was 56 pixels, 12.6 m² on the ground.
+    """
+    path = shared_data / "geotiff" / "rasterio_cogeo.tif"
+    res = run(RunConfig(scene=path, model=fcn_model, outdir=tmp_path, tile=256, overlap=32, min_area=20.0))
+    df = pyogrio.read_dataframe(res.outputs["landcover"], layer="landcover")
+    assert res.report["area_method"] == "geodesic" and len(df) > 10
+    px, py = res.report["scene"]["pixel_size_m"]
+    assert px * py == pytest.approx(0.2231, rel=1e-3)  # not 0.597² = 0.357
+    assert df.area_m2.min() > 20 * 0.9  # simplification may trim a small polygon by a few per cent
