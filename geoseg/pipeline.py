@@ -147,6 +147,11 @@ def predict_block(job: Job, by: int, bx: int) -> Timed:
     for group, probs in zip(groups, predictor.stream(stacks, parallel=job.parallel), strict=True):
         tb = time.perf_counter()
         for rect, p in zip(group, probs, strict=True):
+            if not np.isfinite(p).all():  # cast to fixed point, NaN would blank the tile without a word
+                raise SceneError(
+                    f"the model gave NaN or infinite probabilities for the tile at rows {rect.row0}..{rect.row1 - 1}, "
+                    f"cols {rect.col0}..{rect.col1 - 1} (precision {job.precision}); try --precision fp32"
+                )
             accumulate(acc, ext, p, weights, rect)
         blend += time.perf_counter() - tb
     forward = time.perf_counter() - ta - blend

@@ -712,12 +712,35 @@ def read_window(
     else:
         data = src[:, ri[:, None], ci[None, :]]
         valid = valid_src[ri[:, None], ci[None, :]]
+    if np.issubdtype(data.dtype, np.floating):
+        # NaN and +-inf are nodata for their pixel only: fed to the model they would make a
+        # whole tile's probabilities NaN, and the blend would blank it without a word.
+        finite = np.isfinite(data).all(axis=0)
+        if not finite.all():
+            _note_nonfinite(path, int(np.count_nonzero(valid & ~finite)))
+            valid = valid & finite
+            data = data.copy() if data is src else data
+            data[:, ~finite] = 0
     if fill is not None and not valid.all():
         data = data.copy() if data is src else data
         inv = ~valid
         for b, v in enumerate(fill):
             data[b][inv] = _cast(v, data.dtype)
     return data, valid
+
+
+_nonfinite_noted: set[str] = set()
+
+
+def _note_nonfinite(path: str, count: int) -> None:
+    """Say once per scene and process that non-finite pixels are taken as nodata."""
+    if count and path not in _nonfinite_noted:
+        _nonfinite_noted.add(path)
+        log.warning(
+            "%s holds NaN or infinite pixels (%d in the first window read); they are treated as nodata, pixel by pixel",
+            Path(path).name,
+            count,
+        )
 
 
 def has_valid_pixels(info: SceneInfo, *, max_side: int = 1024) -> bool:

@@ -409,3 +409,22 @@ def test_a_cog_export_onto_a_full_disk_fails_in_one_line_and_leaves_nothing(tmpf
             if p.name != "filler":
                 p.unlink()
     assert "failed" in results and results[-1] == "ok", results
+
+
+# --- non-finite pixels ----------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("bad", [np.nan, np.inf, -np.inf])
+def test_non_finite_pixels_are_nodata_for_their_pixel_only(tmp_path, model, bad, caplog):
+    from conftest import smooth_image, write_tif
+
+    img = smooth_image(512, 512).astype("float32")
+    img[:, 300, 300] = bad
+    img[1, 10, 400] = bad  # one band only
+    scene = write_tif(tmp_path / "float.tif", img)
+    code, text = invoke("run", scene, "--model", model, "-o", tmp_path / "out", "-q")
+    assert code == 0, text
+    with rasterio.open(tmp_path / "out" / "float.classes.tif") as ds:
+        cls = ds.read(1)
+    assert (cls == 255).sum() == 2 and cls[300, 300] == 255 and cls[10, 400] == 255
+    assert "NaN or infinite pixels" in caplog.text

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import sys
+import warnings
 from typing import Any
 
 import click
@@ -42,6 +43,19 @@ def _setup_logging(verbose: int) -> None:
     root = logging.getLogger("geoseg")
     root.handlers[:] = [handler]
     root.setLevel(level)
+    # Library warnings (numpy's "invalid value encountered", GDAL's through rasterio) become one
+    # log line each, without the source line Python prints under them.
+    warnings.formatwarning = _one_line_warning
+    logging.captureWarnings(True)
+    py_warnings = logging.getLogger("py.warnings")
+    py_warnings.handlers[:] = [handler]
+    py_warnings.propagate = False
+
+
+def _one_line_warning(
+    message: Warning | str, category: type[Warning], filename: str, lineno: int, line: str | None = None
+) -> str:
+    return f"{category.__name__}: {message}"
 
 
 @click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})
