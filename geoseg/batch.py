@@ -283,9 +283,30 @@ def _current(report_path: Path, cfg: RunConfig, checksum: str, model_sha: str) -
     except (OSError, ValueError, KeyError, TypeError):
         return None
     wanted = {"classes", "landcover"} | {k for k in ("confidence", "preview") if getattr(cfg, k)}
-    if same and wanted <= set(outputs) and all(Path(p).is_file() for p in outputs.values()):
+    if same and wanted <= set(outputs) and all(_readable(k, Path(p)) for k, p in outputs.items()):
         return dict(report)
     return None
+
+
+def _readable(kind: str, path: Path) -> bool:
+    """Whether an output exists and opens: a short or damaged file makes its scene run again, not 'skipped'."""
+    if not path.is_file():
+        return False
+    try:
+        if path.suffix == ".tif":
+            import rasterio
+            from rasterio.windows import Window
+
+            with rasterio.open(path) as ds:  # its last block lies at the end of the file (COG layout)
+                ds.read(1, window=Window(ds.width - 1, ds.height - 1, 1, 1))
+        elif path.suffix == ".gpkg":
+            import pyogrio
+
+            pyogrio.read_info(path, layer="landcover")
+    except Exception:
+        log.info("%s output %s does not open; the scene runs again", kind, path)
+        return False
+    return True
 
 
 def _settings(parameters: dict[str, Any]) -> dict[str, Any]:

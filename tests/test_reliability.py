@@ -428,3 +428,21 @@ def test_non_finite_pixels_are_nodata_for_their_pixel_only(tmp_path, model, bad,
         cls = ds.read(1)
     assert (cls == 255).sum() == 2 and cls[300, 300] == 255 and cls[10, 400] == 255
     assert "NaN or infinite pixels" in caplog.text
+
+
+def test_batch_runs_a_scene_again_whose_class_cog_is_damaged(tmp_path, scene, model):
+    import yaml
+
+    (tmp_path / "scenes").mkdir()
+    (tmp_path / "scenes" / "a.tif").write_bytes(scene.read_bytes())
+    job = tmp_path / "job.yaml"
+    job.write_text(yaml.safe_dump({"region": "r", "output": "out", "scenes": ["scenes/*.tif"], "model": str(model)}))
+    assert invoke("batch", job, "-q")[0] == 0
+    cog = tmp_path / "out" / "scenes" / "a.classes.tif"
+    good = cog.read_bytes()
+    cog.write_bytes(good[: len(good) * 3 // 4])  # what a full disk left before the export was checked
+    code, text = invoke("batch", job, "-q")
+    assert code == 0, text
+    manifest = json.loads((tmp_path / "out" / "r.manifest.json").read_text())
+    assert manifest["scenes"][0]["status"] == "done"  # mapped again, not "skipped"
+    assert cog.read_bytes() == good
