@@ -689,6 +689,7 @@ def read_window(
     Memory: the array read is the window clipped to the scene, at most
     ``height * width * len(bands)`` values, plus the padded copy.
     """
+    where = "on opening it"
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", NotGeoreferencedWarning)
         try:
@@ -698,12 +699,15 @@ def read_window(
                 r0, r1 = int(rows.min()), int(rows.max()) + 1
                 c0, c1 = int(cols.min()), int(cols.max()) + 1
                 win = Window(c0, r0, c1 - c0, r1 - r0)
+                where = f"in rows {r0}..{r1 - 1}, cols {c0}..{c1 - 1}"  # the scene's own pixels
                 src = ds.read(list(bands), window=win)
                 valid_src = valid_mask(ds, path, win)
         except RasterioIOError as exc:
+            if not _exists(path):
+                raise SceneNotFoundError(f"{path} was removed or moved during the run; restore it, run again") from exc
             raise GeosegIOError(
-                f"cannot read {Path(path).name} at rows {row_off}..{row_off + height}, "
-                f"cols {col_off}..{col_off + width} ({_gdal_reason(exc)}); the file may be truncated"
+                f"cannot read {Path(path).name} {where} ({_gdal_reason(exc)}); the file may be truncated "
+                "or damaged: check it with gdalinfo -checksum"
             ) from exc
     ri = rows - r0
     ci = cols - c0
@@ -741,6 +745,11 @@ def _note_nonfinite(path: str, count: int) -> None:
             Path(path).name,
             count,
         )
+
+
+def _exists(path: str) -> bool:
+    """False only for a local file that is gone (GDAL paths such as /vsicurl/ count as present)."""
+    return path.startswith("/vsi") or "://" in path or Path(path).exists()
 
 
 def has_valid_pixels(info: SceneInfo, *, max_side: int = 1024) -> bool:

@@ -446,3 +446,20 @@ def test_batch_runs_a_scene_again_whose_class_cog_is_damaged(tmp_path, scene, mo
     manifest = json.loads((tmp_path / "out" / "r.manifest.json").read_text())
     assert manifest["scenes"][0]["status"] == "done"  # mapped again, not "skipped"
     assert cog.read_bytes() == good
+
+
+def test_read_errors_name_the_scenes_pixels_and_a_removed_file(tmp_path):
+    from conftest import smooth_image, write_tif
+
+    from geoseg.errors import GeosegIOError, SceneNotFoundError
+    from geoseg.raster import read_window
+
+    scene = write_tif(tmp_path / "s.tif", smooth_image(256, 256), tiled=True, blockxsize=128, blockysize=128)
+    size = scene.stat().st_size
+    scene.write_bytes(scene.read_bytes()[: size - 2000])  # the last tile is cut off
+    with pytest.raises(GeosegIOError, match=r"in rows 112\.\.255, cols 112\.\.255 .*truncated") as err:
+        read_window(str(scene), 112, 112, 160, 160, (1, 2, 3))  # reaches 16 px past the scene's edges
+    assert "-16" not in str(err.value) and "271" not in str(err.value)
+    scene.unlink()
+    with pytest.raises(SceneNotFoundError, match="was removed or moved during the run"):
+        read_window(str(scene), 0, 0, 64, 64, (1, 2, 3))
