@@ -48,6 +48,7 @@ from rasterio.windows import Window
 
 from .classes import ISPRS, NODATA, ClassTable
 from .errors import ConfigError, GeosegError, GeosegIOError
+from .raster import valid_mask
 
 __all__ = [
     "BAND_MEANINGS",
@@ -1428,7 +1429,7 @@ def band_stats(
             bands = _image_bands(samples[k], ds.count)
             for _, win in group:
                 data = ds.read(bands, window=win)
-                valid = ds.dataset_mask(window=win) > 0
+                valid = valid_mask(ds, str(samples[k].image), win) > 0  # an alpha band holding data is no mask
                 values = data[:, valid].astype(np.float64)
                 m = values.shape[1]
                 if m == 0:

@@ -32,7 +32,7 @@ from ._failpoints import failpoint
 from ._io import write_error, writing
 from .classes import NODATA, ClassTable
 from .errors import GeosegIOError
-from .raster import SceneInfo
+from .raster import SceneInfo, valid_mask
 from .store import WorkStore
 from .tiling import BlockPlan
 
@@ -442,7 +442,7 @@ def write_preview(
         rgb = list(info.data_bands[:3]) if len(info.data_bands) >= 3 else [info.data_bands[0]] * 3
     with rasterio.open(info.path) as src:
         img = src.read(rgb, out_shape=(3, h, w), resampling=Resampling.average)
-        valid = src.dataset_mask(out_shape=(h, w)) > 0
+        valid = valid_mask(src, info.path, None, out_shape=(h, w)) > 0  # an alpha band holding data is no mask
     with rasterio.open(classes_tif) as src:
         cls = src.read(1, out_shape=(h, w), resampling=Resampling.nearest)
     base = np.stack([_stretch(b, valid) for b in img], axis=-1)
