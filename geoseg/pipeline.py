@@ -38,7 +38,6 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
-import shapely
 
 from . import __version__
 from ._failpoints import failpoint
@@ -53,9 +52,7 @@ from .tiling import BlockPlan, Rect, TileGrid
 from .vectorize import (
     Features,
     Georef,
-    Polygons,
     SeamMerger,
-    absorb_small,
     apply_sieve,
     area_method,
     clean_block,
@@ -230,8 +227,10 @@ class CellTask:
     sieve's input). Otherwise the cell is relabelled with its `lut` from
     :func:`~geoseg.vectorize.sieve` (if any), polygonised, and cleaned
     (:func:`~geoseg.vectorize.clean_block`); the result is the pieces on the
-    cell's edges, left for the seam merge, and the polygons inside it,
-    finished as features (moved to the CRS, measured, encoded).
+    cell's edges, left for the seam merge, the polygons inside it,
+    finished as features (moved to the CRS, measured, encoded), and the
+    pixel count and ground area of every class in the (cleaned) cell, from
+    the raster itself (:meth:`~geoseg.vectorize.Georef.class_totals`).
     """
 
     source: ClassSource
@@ -256,8 +255,9 @@ class CellTask:
         polys = polygonize_block(cls, self.source.confidence(core), core, index)
         polys = clean_block(polys, self.simplify_pixels, self.min_pixels)
         assert self.georef is not None
+        totals = self.georef.class_totals(cls, core, self.source.num_classes)
         pieces, inside = split_block(polys)
-        return Timed((pieces, self.georef.finish(inside)), {"vectorize": time.perf_counter() - t0})
+        return Timed((pieces, self.georef.finish(inside), totals), {"vectorize": time.perf_counter() - t0})
 
 
 # -- scheduling -------------------------------------------------------------------------------
@@ -788,35 +788,21 @@ class Cleaning:
 
 @dataclass
 class VectorSummary:
-    """What :func:`vectorize_cells` wrote."""
+    """What :func:`vectorize_cells` wrote and measured.
+
+    ``class_pixels`` and ``class_areas`` (m²) are the class raster's own, the
+    cleaned map when there is a mapping unit: what the class COG holds, and
+    what the exact polygons' ``area_m2`` add up to. ``polygon_areas`` sums
+    the written polygons' ``area_m2`` per class: after simplification, within
+    :data:`~geoseg.vectorize.MAX_AREA_CHANGE` of ``class_areas``.
+    """
 
     polygons: int
     class_pixels: np.ndarray
     class_areas: np.ndarray
     area_method: str
     task_seconds: Counter[str]
-
-
-def _absorb_across_seams(
-    merger: SeamMerger, pending: Polygons, done: Polygons, min_pixels: float
-) -> tuple[Polygons, Polygons]:
-    """Absorb merged regions that simplification left below the mapping unit.
-
-    Candidates are the polygons not yet written (`pending`, from the previous
-    row, and `done`, from this one); they may join those or a piece still
-    open across the row's bottom edge.
-    """
-    both = Polygons.concat([pending, done])
-    if not (shapely.area(both.geoms) < min_pixels).any():
-        return pending, done
-    ids, open_pieces = merger.open_pieces()
-    window = Polygons.concat([both, open_pieces])
-    movable = np.arange(len(window)) < len(both)
-    out, _, keep = absorb_small(window, min_pixels, movable=movable)
-    merger.update_pieces(ids, out.take(np.flatnonzero(keep >= len(both))))
-    return out.take(np.flatnonzero(keep < len(pending))), out.take(
-        np.flatnonzero((keep >= len(pending)) & (keep < len(both)))
-    )
+    polygon_areas: np.ndarray
 
 
 def vectorize_cells(
@@ -835,9 +821,9 @@ def vectorize_cells(
     Cells are polygonised, cleaned and, inside, finished in `pool`, a few
     cells ahead of the merge. Polygons inside a cell are appended to the
     GeoPackage as they arrive (in batches); pieces on cell edges wait for
-    their row of cells, and the regions a row completes are appended one row
-    later (the delay lets one that simplification shaved below the mapping
-    unit join a neighbour first).
+    their row of cells, and the regions a row completes are appended then.
+    Class pixel counts and areas are summed from the cells' rasters, not the
+    polygons (see :class:`VectorSummary`).
 
     Notes
     -----
@@ -875,6 +861,7 @@ def vectorize_cells(
     names = np.array(classes.names, dtype=object)
     pixels = np.zeros(len(classes), np.int64)
     areas = np.zeros(len(classes))
+    polygon_areas = np.zeros(len(classes))
 
     buffered: list[Features] = []
 
@@ -889,8 +876,7 @@ def vectorize_cells(
         if confidence:
             fields["mean_confidence"] = np.round(f.mean_confidence, 4)
         out.write(f.wkb, fields)
-        np.add.at(pixels, f.classes.astype(np.intp), f.pixels)
-        np.add.at(areas, f.classes.astype(np.intp), f.area_m2)
+        np.add.at(polygon_areas, f.classes.astype(np.intp), f.area_m2)
 
     def add(features: Features, *, flush: bool = False) -> None:
         buffered.append(features)
@@ -899,21 +885,18 @@ def vectorize_cells(
             buffered.clear()
 
     merger = SeamMerger()
-    pending = Polygons.empty()
     for by in range(ny):
         row = []
         for _ in range(nx):
-            pieces, inside = next(results)
+            pieces, inside, (cell_pixels, cell_areas) = next(results)
             add(inside)  # final: written now, only the edge pieces wait for the row
             row.append(pieces)
-        done = merger.add_row(row, last=by == ny - 1)
-        if cleaning.min_pixels > 0 and cleaning.simplify_pixels > 0:
-            pending, done = _absorb_across_seams(merger, pending, done, cleaning.min_pixels)
-        add(georef.finish(pending))
-        pending = done
-    add(georef.finish(pending), flush=True)
+            pixels += cell_pixels
+            areas += cell_areas
+        # Cleaning shaves no region below the mapping unit (clean_block), so one a row completes is final.
+        add(georef.finish(merger.add_row(row, last=by == ny - 1)), flush=by == ny - 1)
     log.debug("merged %d regions cut by cell edges", merger.merged)
-    return VectorSummary(out.features, pixels, areas, georef.method, seconds)
+    return VectorSummary(out.features, pixels, areas, georef.method, seconds, polygon_areas)
 
 
 def _graph(job: Job, store: WorkStore) -> tuple[dict[str, Any], list[str]]:
@@ -957,13 +940,19 @@ def _graph(job: Job, store: WorkStore) -> tuple[dict[str, Any], list[str]]:
 
 @dataclass
 class VectorizeResult:
-    """What :func:`vectorize_raster` wrote and measured."""
+    """What :func:`vectorize_raster` wrote and measured.
+
+    ``class_areas`` (m²) are the cleaned class raster's (pixel count times
+    pixel area on the ground); ``polygon_areas`` sum the polygons' ``area_m2``,
+    within 0.5 % of them per class after simplification.
+    """
 
     path: Path
     n_polygons: int
     class_areas: dict[str, float]
     timings: dict[str, float]
     cleaning: Cleaning
+    polygon_areas: dict[str, float] = field(default_factory=dict)
 
 
 def vectorize_raster(
@@ -1023,4 +1012,5 @@ def vectorize_raster(
     timings: dict[str, float] = {k: round(v, 3) for k, v in summary.task_seconds.items()}
     timings["total"] = time.perf_counter() - t_start
     areas = {c.name: float(summary.class_areas[c.id]) for c in classes}
-    return VectorizeResult(out_path, summary.polygons, areas, timings, cleaning)
+    polygon_areas = {c.name: float(summary.polygon_areas[c.id]) for c in classes}
+    return VectorizeResult(out_path, summary.polygons, areas, timings, cleaning, polygon_areas)

@@ -14,7 +14,7 @@ import rasterio.features
 import shapely
 from click.testing import CliRunner
 
-from geoseg.classes import NODATA
+from geoseg.classes import ISPRS, NODATA
 from geoseg.cli import main
 from geoseg.pipeline import Cleaning, vectorize_raster
 from geoseg.synthetic import SceneSpec, write_scene
@@ -60,6 +60,24 @@ def test_default_cleaning_gives_a_clean_partition(label_4096, cleaned):
             assert df.area_m2[df.class_id == cid].sum() == pytest.approx(want, rel=5e-3), cid
     assert (df.area_m2 >= res.cleaning.min_area_m2 - 1e-9).all()  # nothing below the mapping unit
     assert df.area_m2.sum() == pytest.approx(sum(res.class_areas.values()))
+
+
+def test_reported_areas_are_the_cleaned_raster_s_and_polygons_stay_within_half_a_percent(label_4096, cleaned):
+    """Class areas come from the sieved raster (what the class COG holds), not from the simplified polygons."""
+    from geoseg.tiling import Rect
+    from geoseg.vectorize import apply_sieve, polygonize_block, sieve
+
+    _, labels = label_4096
+    res, df = cleaned
+    core = Rect(0, 0, *labels.shape)
+    regions = polygonize_block(labels, None, core, geometry=False, adjacency=True)
+    raster = apply_sieve(labels, sieve({(0, 0): regions}, res.cleaning.min_pixels)[(0, 0)])
+    for cid, name in enumerate(ISPRS.names):
+        want = (raster == cid).sum() * PIXEL * PIXEL
+        assert res.class_areas[name] == pytest.approx(want, rel=1e-12), name
+        polygons = df.area_m2[df.class_id == cid].sum()
+        assert res.polygon_areas[name] == pytest.approx(polygons, rel=1e-9), name
+        assert polygons == pytest.approx(want, rel=5e-3), name
 
 
 def test_cleaning_reduces_polygons_and_vertices(label_4096, cleaned, tmp_path):

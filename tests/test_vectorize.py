@@ -6,7 +6,7 @@ from affine import Affine
 from pyproj import CRS
 from scipy import ndimage
 
-from geoseg.classes import NODATA
+from geoseg.classes import ISPRS, NODATA
 from geoseg.tiling import Rect
 from geoseg.vectorize import label_regions, measure, merge_blocks, polygonize_block, sieve, to_crs
 
@@ -188,3 +188,193 @@ def test_label_regions_are_each_class_s_connected_components_in_raster_order(mon
     assert len(region_class) == n == labels.max()
     firsts = [np.flatnonzero(labels.ravel() == i)[0] for i in range(1, n + 1)]
     assert firsts == sorted(firsts)  # numbered in raster order of their first pixel
+
+
+# -- empty cells (all nodata) -------------------------------------------------------------------
+
+CELL = 64  # vector cells in these tests (the real VECTOR_CELL is 2048): a 3 x 4 grid of cells
+H, W = 3 * CELL - 20, 4 * CELL - 9  # a partial last row and column, as in real scenes
+PIXEL_AREA = 0.25  # write_tif's 0.5 m pixels
+
+EMPTY_CELLS = {
+    "first": [(0, 0)],
+    "last": [(2, 3)],
+    "left column": [(y, 0) for y in range(3)],
+    "right column": [(y, 3) for y in range(3)],
+    "whole row": [(1, x) for x in range(4)],
+    "last row": [(2, x) for x in range(4)],
+    "all but one": [(y, x) for y in range(3) for x in range(4) if (y, x) != (1, 2)],
+    "checkerboard": [(y, x) for y in range(3) for x in range(4) if (y + x) % 2],
+}
+
+
+def with_empty_cells(cells: list[tuple[int, int]], seed: int = 11) -> np.ndarray:
+    cls = class_raster(H, W, seed=seed)
+    cls[: H // 5, : W // 4] = 2  # no nodata corner here: only the named cells are empty
+    for y, x in cells:
+        cls[y * CELL : (y + 1) * CELL, x * CELL : (x + 1) * CELL] = NODATA
+    return cls
+
+
+@pytest.fixture
+def small_cells(monkeypatch):
+    import geoseg.pipeline
+
+    monkeypatch.setattr(geoseg.pipeline, "VECTOR_CELL", CELL)
+    return CELL
+
+
+@pytest.mark.parametrize("labelled", [False, True])
+def test_a_block_without_valid_pixels_gives_no_polygons_and_no_edges(labelled):
+    from geoseg.vectorize import clean_block, split_block
+
+    cls = np.full((30, 40), NODATA, np.uint8)
+    bp = polygonize_block(cls, np.zeros_like(cls) if labelled else None, Rect(60, 80, 90, 120), (2, 2))
+    assert len(bp) == 0 and all((e == 0).all() for e in bp.edges.values())
+    for cleaned in (bp, clean_block(bp, 1.0, 16)):
+        pieces, inside = split_block(cleaned)
+        assert len(pieces) == 0 and len(inside) == 0
+        assert all((e == 0).all() and len(e) == len(bp.edges[k]) for k, e in pieces.edges.items())
+
+
+@pytest.mark.parametrize("where", list(EMPTY_CELLS))
+@pytest.mark.parametrize("cleaning", ["exact", "default"])
+def test_vectorize_raster_with_empty_cells(small_cells, make_tif, tmp_path, where, cleaning):
+    """A cell holding no valid pixel, wherever it lies, must not end the run (it raised IndexError)."""
+    import pyogrio
+
+    from geoseg.pipeline import vectorize_raster
+
+    cls = with_empty_cells(EMPTY_CELLS[where])
+    path = make_tif(cls, nodata=NODATA)
+    kw = {"min_area": 0, "simplify": 0} if cleaning == "exact" else {}
+    res = vectorize_raster(path, tmp_path / "out.gpkg", workers=1, **kw)
+    df = pyogrio.read_dataframe(res.path, layer="landcover")
+    geoms = df.geometry.values
+    assert len(df) == res.n_polygons > 0 and shapely.is_valid(geoms).all()
+    valid_area = (cls != NODATA).sum() * PIXEL_AREA
+    assert shapely.union_all(geoms).area == pytest.approx(valid_area, rel=1e-9)  # no gaps
+    assert shapely.area(geoms).sum() == pytest.approx(valid_area, rel=1e-9)  # no overlaps
+    reference = cls if cleaning == "exact" else sieved(cls, 1000, res.cleaning.min_pixels)
+    for c in range(6):
+        assert res.class_areas[ISPRS.names[c]] == pytest.approx((reference == c).sum() * PIXEL_AREA, rel=1e-12)
+    if cleaning == "exact":
+        ref = [v for _, v in rasterio.features.shapes(cls, connectivity=4) if v != NODATA]
+        assert len(df) == len(ref)
+        for c in range(6):
+            assert df.area_m2[df.class_id == c].sum() == pytest.approx((cls == c).sum() * PIXEL_AREA, rel=1e-9)
+
+
+def test_empty_cells_in_worker_processes(small_cells, make_tif, tmp_path):
+    """Empty cells' results cross process boundaries (pickled) and give the same polygons as in-process."""
+    import pyogrio
+
+    from geoseg.pipeline import vectorize_raster
+
+    path = make_tif(with_empty_cells(EMPTY_CELLS["checkerboard"] + EMPTY_CELLS["whole row"]), nodata=NODATA)
+    one = vectorize_raster(path, tmp_path / "one.gpkg", workers=1)
+    two = vectorize_raster(path, tmp_path / "two.gpkg", workers=2)
+    a, b = (pyogrio.read_dataframe(r.path, layer="landcover") for r in (one, two))
+    assert len(a) == len(b) > 0 and shapely.equals_exact(a.geometry.values, b.geometry.values, tolerance=0).all()
+    assert one.class_areas == two.class_areas
+
+
+def test_vectorize_cli_on_a_raster_with_a_collar_of_empty_cells(tmp_path):
+    """At the real cell size (2048 px): only the middle of a 4608 x 2200 map holds classes."""
+    from click.testing import CliRunner
+
+    from geoseg.cli import main
+    from tests.conftest import write_tif
+
+    cls = np.full((2200, 4608), NODATA, np.uint8)
+    cls[2100:2150, 2100:2400] = class_raster(50, 300, seed=2)  # in cells (1, 1) and (1, 2) only
+    cls[2100:2150, 2100:2400][cls[2100:2150, 2100:2400] == NODATA] = 0
+    path = write_tif(tmp_path / "collar.classes.tif", cls, nodata=NODATA)
+    result = CliRunner().invoke(main, ["vectorize", str(path), "--min-area", "0", "--simplify", "0"])
+    assert result.exit_code == 0, result.output
+    assert "Land cover" in result.output and "polygons" in result.output
+    import pyogrio
+
+    df = pyogrio.read_dataframe(tmp_path / "collar.landcover.gpkg", layer="landcover")
+    assert len(df) == sum(1 for _, v in rasterio.features.shapes(cls, connectivity=4) if v != NODATA)
+    assert df.area_m2.sum() == pytest.approx((cls != NODATA).sum() * PIXEL_AREA, rel=1e-9)
+
+
+def sparse_bigtiff(path, size: int, patch: tuple[int, int, int]) -> np.ndarray:
+    """A tiled, sparse BigTIFF of `size`² pixels, all nodata but one square ``(row, col, side)`` of classes."""
+    row, col, side = patch
+    data = class_raster(side, side, seed=5)
+    data[data == NODATA] = 1
+    profile = {
+        "driver": "GTiff",
+        "width": size,
+        "height": size,
+        "count": 1,
+        "dtype": "uint8",
+        "nodata": NODATA,
+        "crs": "EPSG:32633",
+        "transform": Affine(0.5, 0, 500000.0, 0, -0.5, 5800000.0),
+        "tiled": True,
+        "blockxsize": 512,
+        "blockysize": 512,
+        "compress": "deflate",
+        "BIGTIFF": "YES",
+        "SPARSE_OK": "TRUE",
+    }
+    with rasterio.open(path, "w", **profile) as dst:
+        dst.write(data, 1, window=rasterio.windows.Window(col, row, side, side))
+    return data
+
+
+@pytest.mark.parametrize(
+    "size,patch",
+    [
+        (6144, (2560, 2560, 512)),  # 3 x 3 cells, only the middle one valid
+        pytest.param(50_000, (30_000, 12_000, 512), marks=pytest.mark.slow),  # 25 x 25 cells
+    ],
+)
+def test_sparse_bigtiff_with_one_valid_patch(tmp_path, size, patch):
+    import pyogrio
+
+    from geoseg.pipeline import vectorize_raster
+
+    path = tmp_path / "sparse.classes.tif"
+    data = sparse_bigtiff(path, size, patch)
+    res = vectorize_raster(path, workers=2)
+    df = pyogrio.read_dataframe(res.path, layer="landcover")
+    assert shapely.is_valid(df.geometry.values).all()
+    assert df.area_m2.sum() == pytest.approx(data.size * PIXEL_AREA, rel=1e-9)
+    assert sum(res.class_areas.values()) == pytest.approx(data.size * PIXEL_AREA, rel=1e-12)
+    x0, y0, x1, y1 = shapely.total_bounds(df.geometry.values)
+    row, col, side = patch
+    assert (x0, y1) == (500000.0 + 0.5 * col, 5800000.0 - 0.5 * row)  # in place on the scene grid
+    assert (x1 - x0, y1 - y0) == (0.5 * side, 0.5 * side)
+
+
+def test_run_cli_on_a_scene_whose_left_half_is_nodata(tmp_path, fcn_model):
+    """The hostile-input sweep's scene: 4096 x 2048, nodata 0, left 2048 columns 0 (one empty vector cell)."""
+    import json
+
+    from click.testing import CliRunner
+
+    from geoseg.cli import main
+    from tests.conftest import smooth_image, write_tif
+
+    img = np.zeros((3, 2048, 4096), np.uint8)
+    img[:, :, 2048:] = np.maximum(smooth_image(2048, 2048, seed=3), 1)
+    scene = write_tif(tmp_path / "halfnodata.tif", img, nodata=0)
+    args = ["run", str(scene), "--model", str(fcn_model), "--tile", "256", "--overlap", "32", "-q"]
+    result = CliRunner().invoke(main, args)
+    assert result.exit_code == 0, result.output
+    with rasterio.open(tmp_path / "halfnodata.classes.tif") as ds:
+        classes = ds.read(1)
+    assert (classes[:, :2048] == NODATA).all() and (classes[:, 2048:] != NODATA).all()
+    report = json.loads((tmp_path / "halfnodata.run.json").read_text())
+    for c in report["classes"]:  # the report's areas are the class COG's
+        assert c["pixels"] == (classes == c["id"]).sum()
+        assert c["area_m2"] == pytest.approx(c["pixels"] * PIXEL_AREA, abs=1e-3)
+    import pyogrio
+
+    df = pyogrio.read_dataframe(tmp_path / "halfnodata.landcover.gpkg", layer="landcover")
+    assert shapely.total_bounds(df.geometry.values)[0] == 500000.0 + 0.5 * 2048  # nothing in the empty half
+    assert df.area_m2.sum() == pytest.approx(2048 * 2048 * PIXEL_AREA, rel=1e-9)
