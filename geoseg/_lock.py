@@ -16,7 +16,7 @@ import sys
 from collections.abc import Iterator
 from pathlib import Path
 
-from ._io import write_error
+from ._files import write_error
 from .errors import LockedError
 
 __all__ = ["hold"]

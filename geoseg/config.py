@@ -4,79 +4,104 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal, get_args
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError
 
 from .errors import ConfigError
+from .tiling import DEFAULT_OVERLAP, TILE_MULTIPLE
 
-__all__ = ["RunConfig", "config_error", "parse_bands"]
+__all__ = [
+    "DEFAULT_OVERLAP",
+    "PRECISIONS",
+    "TILE_MULTIPLE",
+    "Precision",
+    "RunConfig",
+    "RunOptions",
+    "Scheduler",
+    "check_tile",
+    "config_error",
+    "parse_bands",
+]
+
+#: Numeric precision of the forward passes: ``auto`` picks per device (see :mod:`geoseg.predict.engine`).
+Precision = Literal["auto", "fp32", "bf16", "fp16"]
+PRECISIONS: tuple[str, ...] = get_args(Precision)
 
 _SCHEDULER = re.compile(r"^(threads|processes|synchronous|local(:\d+)?|tcp://\S+|tls://\S+)$")
 
 
-class RunConfig(BaseModel):
-    """Settings of one ``geoseg run``.
+def check_tile(v: int) -> int:
+    """`v` if it is a valid tile size, else a ValueError that suggests the nearest one."""
+    if v % TILE_MULTIPLE:
+        nearest = round(v / TILE_MULTIPLE) * TILE_MULTIPLE or TILE_MULTIPLE
+        raise ValueError(f"tile size must be a multiple of {TILE_MULTIPLE} (the encoder's stride); try {nearest}")
+    return v
 
-    Sizes are in pixels, `simplify` in metres, `min_area` in square metres.
-    `tile` defaults to the tile size stored in the model; `simplify` and
-    `min_area` default (None) to one pixel and 16 pixels of the scene, and 0
-    keeps the exact pixel polygons. `model` is a checkpoint file; the command
-    line also takes installed model names and URLs and turns them into a file
-    with :func:`geoseg.library.resolve_model` first.
+
+def _check_scheduler(v: str) -> str:
+    if not _SCHEDULER.match(v):
+        raise ValueError("use threads, processes, synchronous, local:N or tcp://HOST:PORT")
+    return v
+
+
+def _check_device(v: str) -> str:
+    if not re.match(r"^(auto|cpu|cuda(:\d+)?)$", v):
+        raise ValueError("use auto, cpu, cuda or cuda:N")
+    return v
+
+
+def _check_overlap(v: int) -> int:
+    if v % 2:
+        raise ValueError(f"overlap must be even; try {v + 1}")
+    return v
+
+
+#: Where the blocks run: ``threads``, ``processes``, ``synchronous``, ``local:N`` or a Dask scheduler's address.
+Scheduler = Annotated[str, AfterValidator(_check_scheduler)]
+
+
+class RunOptions(BaseModel):
+    """How a scene is mapped: the options of ``geoseg run`` beside the scene, model and output folder.
+
+    A regional job's ``run:`` section is exactly this. Sizes are in pixels,
+    `simplify` in metres, `min_area` in square metres. `tile` defaults to the
+    tile size stored in the model; `simplify` and `min_area` default (None) to
+    one pixel and 16 pixels of the scene, and 0 keeps the exact pixel
+    polygons.
     """
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
-    scene: Path
-    model: Path
-    outdir: Path | None = None
-    tile: int | None = Field(default=None, ge=32)
-    overlap: int = Field(default=64, ge=0)
+    tile: Annotated[int, AfterValidator(check_tile)] | None = Field(default=None, ge=32)
+    overlap: Annotated[int, AfterValidator(_check_overlap)] = Field(default=DEFAULT_OVERLAP, ge=0)
     batch: int | None = Field(default=None, ge=1)
     chunk: int | None = Field(default=None, ge=32)
-    device: str = "auto"
-    precision: Literal["auto", "fp32", "bf16", "fp16"] = "auto"
+    device: Annotated[str, AfterValidator(_check_device)] = "auto"
+    precision: Precision = "auto"
     compile: bool = False
     bands: tuple[int, ...] | None = None
     simplify: float | None = Field(default=None, ge=0)
     min_area: float | None = Field(default=None, ge=0)
-    overwrite: bool = False
-    scheduler: str = "threads"
-    workers: int | None = Field(default=None, ge=1)
     keep_intermediate: bool = False
     confidence: bool = False
     preview: bool = False
 
-    @field_validator("tile")
-    @classmethod
-    def _tile_multiple(cls, v: int | None) -> int | None:
-        if v is not None and v % 32:
-            raise ValueError(
-                f"tile size must be a multiple of 32 (the encoder's stride); try {round(v / 32) * 32 or 32}"
-            )
-        return v
 
-    @field_validator("overlap")
-    @classmethod
-    def _overlap_even(cls, v: int) -> int:
-        if v % 2:
-            raise ValueError(f"overlap must be even; try {v + 1}")
-        return v
+class RunConfig(RunOptions):
+    """Settings of one ``geoseg run``: a scene, a model, an output folder and the :class:`RunOptions`.
 
-    @field_validator("scheduler")
-    @classmethod
-    def _scheduler(cls, v: str) -> str:
-        if not _SCHEDULER.match(v):
-            raise ValueError("use threads, processes, synchronous, local:N or tcp://HOST:PORT")
-        return v
+    `model` is a checkpoint file; the command line also takes installed
+    model names and URLs and turns them into a file with
+    :func:`geoseg.library.resolve_model` first.
+    """
 
-    @field_validator("device")
-    @classmethod
-    def _device(cls, v: str) -> str:
-        if not re.match(r"^(auto|cpu|cuda(:\d+)?)$", v):
-            raise ValueError("use auto, cpu, cuda or cuda:N")
-        return v
+    scene: Path
+    model: Path
+    outdir: Path | None = None
+    overwrite: bool = False
+    scheduler: Scheduler = "threads"
+    workers: int | None = Field(default=None, ge=1)
 
     @classmethod
     def build(cls, **values: Any) -> RunConfig:

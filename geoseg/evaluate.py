@@ -47,6 +47,7 @@ from .classes import NODATA
 from .datasets import Sample, read_image, read_labels
 from .errors import ConfigError
 from .metrics import ConfusionMatrix, Scores, erode_boundaries, plot_confusion
+from .tiling import DEFAULT_OVERLAP
 
 __all__ = [
     "REFERENCES",
@@ -119,7 +120,7 @@ def default_overlap(tile: int) -> int:
     >>> default_overlap(512), default_overlap(128), default_overlap(64)
     (64, 32, 16)
     """
-    return min(64, tile // 4 // 2 * 2)
+    return min(DEFAULT_OVERLAP, tile // 4 // 2 * 2)
 
 
 def _protocols(samples: Sequence[Sample]) -> dict[str, Protocol]:
@@ -358,7 +359,7 @@ def evaluate(
         },
         "images": per_image,
     }
-    from .export import write_json
+    from ._files import write_json
 
     report_path = write_json(report, outdir / "evaluation.json")
     png = plot_confusion(

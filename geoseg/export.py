@@ -8,16 +8,12 @@ holds either the previous file, nothing, or the complete new file.
 from __future__ import annotations
 
 import contextlib
-import glob
 import json
 import logging
 import os
 import sqlite3
 import sys
-import uuid
 import zlib
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 from xml.sax.saxutils import quoteattr
@@ -29,7 +25,7 @@ import rasterio.shutil
 from rasterio.windows import Window
 
 from ._failpoints import failpoint
-from ._io import write_error, writing
+from ._files import remove_stale_parts, staged, write_error, write_json, write_text, writing
 from .classes import NODATA, ClassTable
 from .errors import GeosegIOError
 from .raster import SceneInfo, valid_mask
@@ -47,53 +43,6 @@ __all__ = [
 ]
 
 log = logging.getLogger(__name__)
-
-
-@contextmanager
-def staged(path: str | os.PathLike[str]) -> Iterator[Path]:
-    """Yield a temporary path next to `path`; rename it to `path` if the block succeeds.
-
-    On any exception the temporary file is removed and `path` is untouched.
-    """
-    path = Path(path)
-    tmp = path.with_name(f".{path.stem}.part-{uuid.uuid4().hex[:8]}{path.suffix}")
-    try:
-        yield tmp
-        os.replace(tmp, path)
-    except OSError as exc:
-        _cleanup(tmp)
-        if isinstance(exc, GeosegIOError):
-            raise
-        raise write_error(path, exc) from exc
-    except BaseException:
-        _cleanup(tmp)
-        raise
-
-
-def remove_stale_parts(path: str | os.PathLike[str]) -> None:
-    """Remove the temporary files of `path` that a killed process left behind (see :func:`staged`)."""
-    path = Path(path)
-    for p in path.parent.glob(f".{glob.escape(path.stem)}.part-*{glob.escape(path.suffix)}*"):
-        p.unlink(missing_ok=True)
-
-
-def _cleanup(tmp: Path) -> None:
-    for p in (tmp, Path(f"{tmp}.aux.xml"), Path(f"{tmp}.ovr")):
-        p.unlink(missing_ok=True)
-
-
-def write_json(data: dict[str, Any], path: str | os.PathLike[str]) -> Path:
-    """Write `data` as indented JSON, atomically."""
-    return write_text(path, json.dumps(data, indent=2, default=str) + "\n")
-
-
-def write_text(path: str | os.PathLike[str], text: str) -> Path:
-    """Write `text` to `path` atomically (complete, or not at all)."""
-    with staged(path) as tmp, open(tmp, "w", encoding="utf-8") as f:
-        f.write(text)
-        f.flush()
-        os.fsync(f.fileno())  # a full disk fails here, not after the rename
-    return Path(path)
 
 
 def _pam_xml(classes: ClassTable) -> str:

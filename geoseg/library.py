@@ -34,6 +34,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from ._files import sha256_file, write_text
 from .errors import CheckpointError, ConfigError, GeosegError, GeosegIOError, OutputExistsError
 
 if TYPE_CHECKING:
@@ -171,18 +172,7 @@ def _read_index(folder: Path) -> dict[str, Any]:
 
 
 def _write_index(folder: Path, index: dict[str, Any]) -> None:
-    fd, tmp = tempfile.mkstemp(prefix=".index.", suffix=".tmp", dir=folder)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            json.dump(index, f, indent=2, sort_keys=True)
-            f.write("\n")
-            f.flush()
-            os.fsync(f.fileno())
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, folder / _INDEX)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    write_text(folder / _INDEX, json.dumps(index, indent=2, sort_keys=True) + "\n")
 
 
 @contextlib.contextmanager
@@ -336,14 +326,6 @@ def _default_name(spec: ModelSpec, stem: str) -> str:
     if spec.name and spec.name != "model" and _NAME.match(spec.name):
         return spec.name
     return _name_from(stem)
-
-
-def _sha256_file(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        while chunk := f.read(_CHUNK):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def _find_by_source(folder: Path, index: dict[str, Any], source: str, sha256: str | None) -> str | None:
@@ -503,7 +485,7 @@ def install(
         tmp = tmpdir / filename
         if local is not None:
             shutil.copyfile(local, tmp)
-            digest = _sha256_file(tmp)
+            digest = sha256_file(tmp)
         else:
             assert url is not None
             digest = _download(url, tmp, progress)

@@ -56,7 +56,6 @@ from __future__ import annotations
 
 import math
 import os
-import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -65,7 +64,6 @@ from typing import Any
 import numpy as np
 
 from .classes import NODATA, ClassTable
-from .errors import GeosegIOError
 
 __all__ = [
     "IGNORE",
@@ -469,15 +467,8 @@ def plot_confusion(scores: Scores, path: str | os.PathLike[str], *, classes: Cla
     )
     ax.set_title(f"{title}\n{line}" if title else line, fontsize=10)
 
-    # Same staging convention as geoseg.export.staged, which is not imported for this: it pulls in rasterio.
-    tmp = path.with_name(f".{path.stem}.part-{uuid.uuid4().hex[:8]}{path.suffix}")
-    try:
+    from ._files import staged
+
+    with staged(path) as tmp:
         fig.savefig(tmp, format="png")
-        os.replace(tmp, path)
-    except OSError as exc:
-        tmp.unlink(missing_ok=True)
-        raise GeosegIOError(f"cannot write {path}: {exc.strerror or exc}") from exc
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
     return path

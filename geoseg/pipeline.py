@@ -43,7 +43,7 @@ from . import __version__
 from ._failpoints import failpoint
 from ._parallel import BlockPool, ClientPool, Pool, imap, in_background, release_free_memory
 from .classes import ISPRS, NODATA, ClassTable
-from .config import RunConfig
+from .config import RunConfig, check_tile
 from .errors import ConfigError, GeosegIOError, OutputExistsError, SceneError
 from .raster import SceneInfo, file_checksum, has_valid_pixels, open_scene, read_window, select_bands
 from .stitch import BlockPartial, accumulate, finish_block, make_partial, tile_weights
@@ -533,8 +533,10 @@ def _run(cfg: RunConfig, progress: ProgressCallback | None, cleanup: contextlib.
             "scene is %s but the model was trained on %s imagery; check its normalisation", info.dtype, spec.pixel_dtype
         )
     tile = cfg.tile or spec.tile_size
-    if tile % 32:
-        raise ConfigError(f"the model's tile size {tile} is not a multiple of 32; pass --tile")
+    try:
+        check_tile(tile)
+    except ValueError as exc:
+        raise ConfigError(f"the model's {exc}; pass --tile") from None
     try:
         grid = TileGrid(info.height, info.width, tile=tile, overlap=cfg.overlap)
     except ValueError as exc:
@@ -565,7 +567,7 @@ def _run(cfg: RunConfig, progress: ProgressCallback | None, cleanup: contextlib.
     interrupted = paths["store"].exists() and not paths["report"].exists()
     if existing and not cfg.overwrite and not interrupted:
         raise OutputExistsError(f"{', '.join(existing)} already exist(s) in {outdir}; pass --overwrite to replace")
-    from .export import remove_stale_parts
+    from ._files import remove_stale_parts
 
     for key in ("classes", "landcover", "report", "confidence", "preview"):
         remove_stale_parts(paths[key])  # what a killed run was writing
@@ -732,7 +734,7 @@ def _run(cfg: RunConfig, progress: ProgressCallback | None, cleanup: contextlib.
         "outputs": {k: str(v) for k, v in written.items()},
         "versions": _versions(),
     }
-    from .export import write_json
+    from ._files import write_json
 
     write_json(report, paths["report"])
     written["report"] = paths["report"]

@@ -12,7 +12,6 @@ a tile's input never depends on which block, chunk or worker read it.
 from __future__ import annotations
 
 import functools
-import hashlib
 import logging
 import math
 import os
@@ -34,6 +33,7 @@ from rasterio.enums import ColorInterp, MaskFlags
 from rasterio.errors import NotGeoreferencedWarning, RasterioIOError
 from rasterio.windows import Window
 
+from ._files import sha256_file
 from .errors import GeosegIOError, SceneError, SceneNotFoundError
 
 __all__ = [
@@ -829,10 +829,6 @@ def _cast(value: float, dtype: np.dtype) -> Any:
     return np.asarray(value).astype(dtype)[()]
 
 
-def file_checksum(path: str | os.PathLike[str], *, algorithm: str = "sha256") -> str:
-    """Checksum of a whole file, read in 8 MiB pieces."""
-    h = hashlib.new(algorithm)
-    with open(path, "rb") as f:
-        while chunk := f.read(8 << 20):
-            h.update(chunk)
-    return f"{algorithm}:{h.hexdigest()}"
+def file_checksum(path: str | os.PathLike[str]) -> str:
+    """``sha256:<hex>`` of a whole file: a scene's identity in run reports."""
+    return f"sha256:{sha256_file(path)}"

@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from ._io import write_error, writing
+from ._files import write_error, writing
 from .classes import NODATA
 from .errors import GeosegIOError
 from .tiling import Block, BlockPlan, Rect

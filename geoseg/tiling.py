@@ -18,7 +18,13 @@ import math
 from collections.abc import Iterator
 from dataclasses import dataclass
 
-__all__ = ["Block", "BlockPlan", "Rect", "TileGrid"]
+__all__ = ["DEFAULT_OVERLAP", "TILE_MULTIPLE", "Block", "BlockPlan", "Rect", "TileGrid"]
+
+#: Pixels shared by neighbouring tiles, blended, unless a run says otherwise.
+DEFAULT_OVERLAP = 64
+
+#: Tile sizes are multiples of the encoders' output stride.
+TILE_MULTIPLE = 32
 
 
 @dataclass(frozen=True)
@@ -72,7 +78,7 @@ class TileGrid:
     height: int
     width: int
     tile: int = 512
-    overlap: int = 64
+    overlap: int = DEFAULT_OVERLAP
 
     def __post_init__(self) -> None:
         if self.height < 1 or self.width < 1:

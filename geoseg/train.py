@@ -18,15 +18,16 @@ import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import numpy as np
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError
 
 from .classes import ISPRS
-from .config import config_error
+from .config import Precision, check_tile, config_error
 from .errors import ConfigError
+from .predict.spec import Architecture
 
 __all__ = ["TrainConfig", "TrainResult", "class_weights", "train"]
 
@@ -65,11 +66,13 @@ class TrainConfig(BaseModel):
     # -- model
     output: Path = Field(default=Path("model.pt"), description="checkpoint to write (best validation mIoU)")
     name: str | None = Field(default=None, description="model name stored in the checkpoint")
-    arch: Literal["unet", "fpn", "deeplabv3plus", "fcn", "fcn4s"] = "unet"
+    arch: Architecture = "unet"
     encoder: str = "resnet34"
     encoder_weights: Literal["imagenet", "none"] = Field(default="none", description="imagenet needs internet access")
     # -- optimisation
-    tile: int = Field(default=512, ge=32, description="training window size in pixels (multiple of 32)")
+    tile: Annotated[int, AfterValidator(check_tile)] = Field(
+        default=512, ge=32, description="training window size in pixels (multiple of 32)"
+    )
     batch: int = Field(default=8, ge=1)
     epochs: int = Field(default=20, ge=1)
     steps_per_epoch: int = Field(default=100, ge=1)
@@ -79,7 +82,7 @@ class TrainConfig(BaseModel):
     class_balance: bool = Field(default=True, description="weight the cross-entropy by inverse class frequency")
     augment: bool = True
     device: str = "auto"
-    precision: Literal["auto", "fp32", "bf16", "fp16"] = Field(
+    precision: Precision = Field(
         default="auto", description="auto: AMP on CUDA; bf16 on CPUs with native bf16, else fp32"
     )
     max_minutes: float | None = Field(
@@ -88,13 +91,6 @@ class TrainConfig(BaseModel):
     seed: int = 0
     resume: bool = Field(default=False, description="continue from <output>.state")
     gsd: float | None = Field(default=None, gt=0, description="pixel size in metres, if the images do not say")
-
-    @field_validator("tile")
-    @classmethod
-    def _multiple_of_32(cls, v: int) -> int:
-        if v % 32:
-            raise ValueError(f"tile must be a multiple of 32, got {v}")
-        return v
 
     @classmethod
     def build(cls, config: str | os.PathLike[str] | None = None, **overrides: Any) -> TrainConfig:

@@ -8,6 +8,8 @@ from typing import Any
 
 import click
 
+from ..tiling import DEFAULT_OVERLAP
+
 
 def _scene_info(path: Path, chunk: int, tile: int, overlap: int, model: Path | None) -> dict[str, Any]:
     from ..errors import SceneError
@@ -77,7 +79,7 @@ def _model_info(path: Path) -> dict[str, Any]:
 @click.argument("path", type=click.Path(path_type=Path))
 @click.option("--chunk", type=int, default=2048, show_default=True, help="Block size to show the layout for.")
 @click.option("--tile", type=int, default=512, show_default=True, help="Tile size to show the layout for.")
-@click.option("--overlap", type=int, default=64, show_default=True, help="Overlap to show the layout for.")
+@click.option("--overlap", type=int, default=DEFAULT_OVERLAP, show_default=True, help="Overlap to show the layout for.")
 @click.option(
     "--model",
     type=click.Path(path_type=Path, exists=True, dir_okay=False),

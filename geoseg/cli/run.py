@@ -7,8 +7,9 @@ from typing import Any
 
 import click
 
-from ..config import RunConfig, parse_bands
+from ..config import PRECISIONS, RunConfig, parse_bands
 from ..errors import ConfigError
+from ..tiling import DEFAULT_OVERLAP
 from ._options import log_options, min_area_option, simplify_option, stop_on_sigterm
 
 
@@ -28,7 +29,11 @@ from ._options import log_options, min_area_option, simplify_option, stop_on_sig
 )
 @click.option("--tile", type=int, default=None, help="Tile size in pixels, a multiple of 32 [default: the model's].")
 @click.option(
-    "--overlap", type=int, default=64, show_default=True, help="Pixels shared by neighbouring tiles (blended)."
+    "--overlap",
+    type=int,
+    default=DEFAULT_OVERLAP,
+    show_default=True,
+    help="Pixels shared by neighbouring tiles (blended).",
 )
 @click.option("--batch", type=int, default=None, help="Tiles per forward pass [default: 1 on CPU, 8 on CUDA].")
 @click.option(
@@ -41,7 +46,7 @@ from ._options import log_options, min_area_option, simplify_option, stop_on_sig
 @click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda or cuda:N.")
 @click.option(
     "--precision",
-    type=click.Choice(["auto", "fp32", "bf16", "fp16"]),
+    type=click.Choice(PRECISIONS),
     default="auto",
     show_default=True,
     help="Inference precision: auto is bf16 on CUDA and on CPUs with native bf16, fp16 on older GPUs, else fp32.",

@@ -11,7 +11,6 @@ never runs pickled code.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import os
@@ -24,6 +23,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from .._files import sha256_file, staged
 from ..classes import ISPRS, ClassTable
 from ..errors import CheckpointError, GeosegIOError
 from .models import build_model
@@ -53,13 +53,8 @@ def save_checkpoint(model: nn.Module, spec: ModelSpec, path: str | os.PathLike[s
         "spec": json.dumps(spec.to_dict()),
         "state_dict": {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()},
     }
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    try:
+    with staged(path) as tmp:
         torch.save(payload, tmp)
-        os.replace(tmp, path)
-    except OSError as exc:
-        tmp.unlink(missing_ok=True)
-        raise GeosegIOError(f"cannot write checkpoint {path}: {exc.strerror or exc}") from exc
     return path
 
 
@@ -143,11 +138,7 @@ def load_checkpoint(path: str | os.PathLike[str]) -> tuple[nn.Module, ModelSpec]
 
 def model_hash(path: str | os.PathLike[str]) -> str:
     """SHA-256 of the checkpoint file: the model's identity in run reports."""
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        while chunk := f.read(8 << 20):
-            h.update(chunk)
-    return h.hexdigest()
+    return sha256_file(path)
 
 
 def _default_norm(in_channels: int) -> tuple[tuple[float, ...], tuple[float, ...]]:

@@ -19,13 +19,15 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import nullcontext
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .._files import staged
+from ..config import Precision
 from ..errors import CheckpointError
 from ..metrics import IGNORE, ConfusionMatrix
 from .checkpoint import load_checkpoint, save_checkpoint
@@ -60,7 +62,7 @@ class FitOptions:
     dice_weight: float = 1.0
     class_weights: tuple[float, ...] | None = None
     device: str = "auto"
-    precision: Literal["auto", "fp32", "bf16", "fp16"] = "auto"
+    precision: Precision = "auto"
     max_minutes: float | None = None
     seed: int = 0
 
@@ -360,9 +362,8 @@ def _save_state(
         "history": json.dumps(list(history)),
         "rng": torch.get_rng_state(),
     }
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    torch.save(payload, tmp)
-    os.replace(tmp, path)
+    with staged(path) as tmp:
+        torch.save(payload, tmp)
 
 
 def predict_window(

@@ -7,14 +7,15 @@ the dataclass; reading a checkpoint file needs :mod:`geoseg.predict.checkpoint`.
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
-from typing import Any
+from typing import Any, Literal, get_args
 
 from ..classes import ISPRS, ClassTable
 
-__all__ = ["ARCHITECTURES", "ENCODERS", "IMAGENET_MEAN", "IMAGENET_STD", "ModelSpec"]
+__all__ = ["ARCHITECTURES", "ENCODERS", "IMAGENET_MEAN", "IMAGENET_STD", "Architecture", "ModelSpec"]
 
 #: Architectures geoseg can build (see :mod:`geoseg.predict.models`).
-ARCHITECTURES = ("unet", "fpn", "deeplabv3plus", "fcn", "fcn4s")
+Architecture = Literal["unet", "fpn", "deeplabv3plus", "fcn", "fcn4s"]
+ARCHITECTURES: tuple[str, ...] = get_args(Architecture)
 #: Encoders offered on the command line; any segmentation-models-pytorch encoder works in the API.
 ENCODERS = ("resnet18", "resnet34", "resnet50")
 

@@ -1,4 +1,11 @@
-"""Turn the many ways a write can fail into one :class:`~geoseg.errors.GeosegIOError` line.
+"""Writing files: atomically (complete, or not at all), with one-line errors, and hashing them.
+
+Every file geoseg writes goes through :func:`staged`: it is written under a
+hidden temporary name in its final folder and renamed into place only when
+complete, so an output path holds either the previous file, nothing, or the
+complete new file. :func:`sha256_file` is the one file hash.
+
+Write failures become one :class:`~geoseg.errors.GeosegIOError` line.
 
 A full disk surfaces as ``OSError: [Errno 28]`` from the zarr store, as
 pyogrio's ``FeatureError``/``DataSourceError`` from the GeoPackage, as
@@ -12,15 +19,32 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import glob
+import hashlib
+import json
 import os
 import shutil
 import sqlite3
+import uuid
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 from .errors import GeosegError, GeosegIOError
 
-__all__ = ["DISK_FULL", "free_bytes", "human_bytes", "write_error", "writing"]
+__all__ = [
+    "DISK_FULL",
+    "free_bytes",
+    "human_bytes",
+    "remove_stale_parts",
+    "sha256_file",
+    "staged",
+    "write_error",
+    "write_json",
+    "write_text",
+    "writing",
+]
 
 #: Said of a write that failed for want of space (matched by tests and by :func:`is_disk_full`).
 DISK_FULL = "no space left on device"
@@ -105,3 +129,59 @@ def writing(path: str | os.PathLike[str]) -> Iterator[None]:
         if type(exc).__module__.startswith(("pyogrio", "rasterio")) or is_disk_full(exc):
             raise write_error(path, exc) from exc
         raise
+
+
+@contextmanager
+def staged(path: str | os.PathLike[str]) -> Iterator[Path]:
+    """Yield a temporary path next to `path`; rename it to `path` if the block succeeds.
+
+    On any exception the temporary file is removed and `path` is untouched.
+    """
+    path = Path(path)
+    tmp = path.with_name(f".{path.stem}.part-{uuid.uuid4().hex[:8]}{path.suffix}")
+    try:
+        yield tmp
+        os.replace(tmp, path)
+    except OSError as exc:
+        _cleanup(tmp)
+        if isinstance(exc, GeosegIOError):
+            raise
+        raise write_error(path, exc) from exc
+    except BaseException:
+        _cleanup(tmp)
+        raise
+
+
+def remove_stale_parts(path: str | os.PathLike[str]) -> None:
+    """Remove the temporary files of `path` that a killed process left behind (see :func:`staged`)."""
+    path = Path(path)
+    for p in path.parent.glob(f".{glob.escape(path.stem)}.part-*{glob.escape(path.suffix)}*"):
+        p.unlink(missing_ok=True)
+
+
+def _cleanup(tmp: Path) -> None:
+    for p in (tmp, Path(f"{tmp}.aux.xml"), Path(f"{tmp}.ovr")):
+        p.unlink(missing_ok=True)
+
+
+def write_json(data: dict[str, Any], path: str | os.PathLike[str]) -> Path:
+    """Write `data` as indented JSON, atomically."""
+    return write_text(path, json.dumps(data, indent=2, default=str) + "\n")
+
+
+def write_text(path: str | os.PathLike[str], text: str) -> Path:
+    """Write `text` to `path` atomically (complete, or not at all)."""
+    with staged(path) as tmp, open(tmp, "w", encoding="utf-8") as f:
+        f.write(text)
+        f.flush()
+        os.fsync(f.fileno())  # a full disk fails here, not after the rename
+    return Path(path)
+
+
+def sha256_file(path: str | os.PathLike[str]) -> str:
+    """SHA-256 (hex) of a whole file, read in 8 MiB pieces."""
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        while chunk := f.read(8 << 20):
+            h.update(chunk)
+    return h.hexdigest()
