@@ -17,7 +17,13 @@ import click
     show_default=True,
     help="Folder for the data, the model and the map.",
 )
-@click.option("--minutes", type=float, default=None, help="Training budget in minutes [default: 6.3].")
+@click.option(
+    "--minutes",
+    type=float,
+    default=None,
+    help="Stop training at this time budget instead of after the fixed seeded steps "
+    "(faster on a slow machine; the result then depends on the machine's speed).",
+)
 @click.option("--no-install", is_flag=True, help="Do not install the model as 'demo'.")
 @click.option("-q", "--quiet", is_flag=True, help="Only the closing summary.")
 def demo(outdir: Path, minutes: float | None, no_install: bool, quiet: bool) -> None:
