@@ -3,7 +3,9 @@
 With ``GEOSEG_FAILPOINT=NAME`` in its environment, a geoseg process (or any of
 its workers) that reaches :func:`failpoint` ``NAME`` touches the file named by
 ``GEOSEG_FAILPOINT_FILE`` and then waits there until it is killed or
-interrupted. Tests use it to SIGKILL or SIGTERM a run at a known stage
+interrupted. ``NAME:N`` waits the N-th time one process reaches the point
+(e.g. ``segment:6``: after six blocks are in the store, with one worker
+thread no seventh is started). Tests use it to SIGKILL or SIGTERM a run at a known stage
 (segmentation, the vector stage, the COG export) instead of polling and
 hoping the stage lasts long enough. Without the variable it costs one
 dictionary lookup.
@@ -16,16 +18,28 @@ file written, before the COG copy).
 from __future__ import annotations
 
 import os
+import threading
 import time
+from collections import Counter
 from pathlib import Path
 
 __all__ = ["failpoint"]
 
 
+_reached: Counter[str] = Counter()
+_lock = threading.Lock()
+
+
 def failpoint(name: str) -> None:
     """Stop here forever if the environment names this point (see the module docstring)."""
-    if os.environ.get("GEOSEG_FAILPOINT") != name:
+    wanted = os.environ.get("GEOSEG_FAILPOINT")
+    if wanted is None or wanted.split(":")[0] != name:
         return
+    _, _, nth = wanted.partition(":")
+    with _lock:
+        _reached[name] += 1
+        if _reached[name] < int(nth or 1):
+            return
     marker = os.environ.get("GEOSEG_FAILPOINT_FILE")
     if marker:
         Path(marker).touch()

@@ -36,13 +36,16 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from .config import RunConfig, RunOptions, Scheduler, config_error
 from .errors import ConfigError, GeosegError, GeosegIOError, LockedError
+
+if TYPE_CHECKING:
+    from .export.report import RunReport
 
 __all__ = [
     "BatchJob",
@@ -243,21 +246,22 @@ class BatchResult:
 BatchProgress = Callable[[str, dict[str, Any]], None]
 
 
-def _current(report_path: Path, cfg: RunConfig, checksum: str, model_sha: str) -> dict[str, Any] | None:
+def _current(report_path: Path, cfg: RunConfig, checksum: str, model_sha: str) -> RunReport | None:
     """The scene's run report if its outputs are complete and made from this input, model and settings."""
-    try:
-        report = json.loads(report_path.read_text())
-        same = (
-            report["scene"]["checksum"] == checksum
-            and report["model"]["sha256"] == model_sha
-            and _settings(report["parameters"]) == _settings(cfg.model_dump(mode="json"))
-        )
-        outputs = report["outputs"]
-    except (OSError, ValueError, KeyError, TypeError):
+    from .export.report import read_report
+
+    report = read_report(report_path)
+    if report is None:
         return None
+    same = (
+        report.scene.checksum == checksum
+        and report.model.sha256 == model_sha
+        and _settings(report.parameters) == _settings(cfg.model_dump(mode="json"))
+    )
     wanted = {"classes", "landcover"} | {k for k in ("confidence", "preview") if getattr(cfg, k)}
+    outputs = report.outputs
     if same and wanted <= set(outputs) and all(_readable(k, Path(p)) for k, p in outputs.items()):
-        return dict(report)
+        return report
     return None
 
 
@@ -286,11 +290,11 @@ def _settings(parameters: dict[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in parameters.items() if k not in _NEUTRAL}
 
 
-def _outcome_from_report(outcome: SceneOutcome, report: dict[str, Any], report_path: Path) -> None:
-    outcome.polygons = int(report.get("polygons", 0))
-    outcome.class_areas_m2 = {c["name"]: float(c["area_m2"]) for c in report.get("classes", [])}
-    outcome.outputs = {**report.get("outputs", {}), "report": str(report_path)}
-    outcome.resumed_blocks = int(report.get("grid", {}).get("resumed_blocks", 0))
+def _outcome_from_report(outcome: SceneOutcome, report: RunReport, report_path: Path) -> None:
+    outcome.polygons = report.polygons
+    outcome.class_areas_m2 = report.class_areas
+    outcome.outputs = {**report.outputs, "report": str(report_path)}
+    outcome.resumed_blocks = report.grid.resumed_blocks
 
 
 def run_batch(

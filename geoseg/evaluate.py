@@ -302,7 +302,7 @@ def evaluate(
             # pixels the scene marks as nodata have no prediction: they are not scored
             unscored = (pred == NODATA) & (full != NODATA)
             # what the run really read (the stand-in copy keeps the image's band numbers)
-            used = tuple(result.report.get("scene", {}).get("bands_used") or run_bands or ())
+            used = tuple(result.report.scene.bands_used or run_bands or ())
             entry: dict[str, Any] = {
                 "name": sample.name,
                 "image": str(sample.image),

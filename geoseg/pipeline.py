@@ -63,6 +63,7 @@ from .vectorize import (
 
 if TYPE_CHECKING:
     from .export import GeoPackageWriter
+    from .export.report import RunReport
 
 __all__ = [
     "VECTOR_CELL",
@@ -300,7 +301,9 @@ class _Runner:
             from distributed import Client, LocalCluster
 
             if sched.startswith("local"):
-                n = int(sched.split(":")[1]) if ":" in sched else (self.cfg.workers or self._local_workers())
+                from .predict.engine import local_workers
+
+                n = int(sched.split(":")[1]) if ":" in sched else (self.cfg.workers or local_workers(self.cfg.device))
                 from ._lifeline import PRELOAD
 
                 self.cluster = LocalCluster(
@@ -318,15 +321,6 @@ class _Runner:
                 except OSError as exc:
                     raise GeosegIOError(f"cannot reach the Dask scheduler at {sched} ({exc}); is it running?") from exc
         return self
-
-    def _local_workers(self) -> int:
-        """One worker per GPU on a machine with several (see ``worker_device``), else one per core."""
-        if self.cfg.device in ("auto", "cuda"):
-            import torch
-
-            if torch.cuda.device_count() > 1:
-                return torch.cuda.device_count()
-        return os.cpu_count() or 1
 
     def __exit__(self, *exc: object) -> None:
         if self.client is not None:
@@ -389,28 +383,11 @@ class RunResult:
     scene_pixels: int
     valid_pixels: int
     resumed_blocks: int
-    report: dict[str, Any]
+    report: RunReport
 
     @property
     def megapixels_per_second(self) -> float:
         return self.scene_pixels / 1e6 / max(self.timings.get("total", 0.0), 1e-9)
-
-
-def default_chunk(device: str) -> int:
-    """Block size when none is given: 1024 px on CPU, 2048 on CUDA.
-
-    A block's accumulator takes 4 bytes per class and pixel, and one block
-    per worker thread is in flight: 1024 keeps a CPU run's blocks to ~100 MB
-    together, at no cost in speed (the tile grid, and so the work, does not
-    depend on the block size). A GPU gets bigger blocks so that they fill its
-    batches.
-    """
-    cuda = device.startswith("cuda")
-    if device == "auto":
-        import torch
-
-        cuda = torch.cuda.is_available()
-    return 2048 if cuda else 1024
 
 
 def output_paths(scene: Path, outdir: Path) -> dict[str, Path]:
@@ -541,6 +518,8 @@ def _run(cfg: RunConfig, progress: ProgressCallback | None, cleanup: contextlib.
         grid = TileGrid(info.height, info.width, tile=tile, overlap=cfg.overlap)
     except ValueError as exc:
         raise ConfigError(str(exc)) from None
+    from .predict.engine import default_chunk
+
     plan = BlockPlan.from_chunk(grid, cfg.chunk or default_chunk(cfg.device))
     precision: str = cfg.precision
     if not cfg.scheduler.startswith(("tcp://", "tls://")):  # a cluster's workers resolve their own device
@@ -619,8 +598,9 @@ def _run(cfg: RunConfig, progress: ProgressCallback | None, cleanup: contextlib.
     )
     cleaning = Cleaning.resolve(cfg.min_area, cfg.simplify, info.mean_pixel_m)
     stage_seconds: Counter[str] = Counter()
+    created = datetime.now(UTC).isoformat(timespec="seconds")
     run_row = {
-        "created": datetime.now(UTC).isoformat(timespec="seconds"),
+        "created": created,
         "geoseg_version": __version__,
         "scene": info.path,
         "scene_checksum": checksum,
@@ -671,72 +651,66 @@ def _run(cfg: RunConfig, progress: ProgressCallback | None, cleanup: contextlib.
         written["preview"] = write_preview(info, written["classes"], paths["preview"], spec.classes)
     timings["export"] = time.perf_counter() - t0
     timings["total"] = time.perf_counter() - t_start
-    cpu = {k: round(v, 3) for k, v in stage_seconds.items() if k != "tiles"}
+    cpu: dict[str, float | int] = {k: round(v, 3) for k, v in stage_seconds.items() if k != "tiles"}
 
     class_pixels = {c.name: int(counts[c.id]) for c in spec.classes}
     class_areas = {c.name: float(vec.class_areas[c.id]) for c in spec.classes}
-    report = {
-        "geoseg_version": __version__,
-        "created": run_row["created"],
-        "scene": {
-            "path": info.path,
-            "checksum": checksum,
-            "width": info.width,
-            "height": info.height,
-            "bands_used": list(bands),
-            "dtype": info.dtype,
-            "crs": info.crs_name,
-            "transform": list(info.transform)[:6],
-            "pixel_size_m": list(info.pixel_size_m),
-            "mask": info.mask_kind,
-        },
-        "model": {
-            "path": str(Path(cfg.model).resolve()),
-            "sha256": mhash,
-            "name": spec.name,
-            "arch": spec.arch,
-            "encoder": spec.encoder,
-            "bands": list(spec.bands),
-        },
-        "parameters": cfg.model_dump(mode="json"),
-        "grid": {
-            "tile": tile,
-            "overlap": cfg.overlap,
-            "stride": grid.stride,
-            "tiles": list(grid.shape),
-            "tiles_run": int(stage_seconds.get("tiles", 0)),
-            "precision": precision,
-            "block": plan.block_size,
-            "blocks": list(plan.shape),
-            "resumed_blocks": resumed,
-        },
-        "timings_s": {k: round(v, 3) for k, v in timings.items()},
-        "task_seconds": cpu,
-        "throughput_mpx_s": round(info.width * info.height / 1e6 / timings["total"], 4),
-        "area_method": method,
-        "cleaning": {
-            "min_area_m2": cleaning.min_area_m2,
-            "min_pixels": cleaning.min_pixels,
-            "simplify_m": cleaning.simplify_m,
-        },
-        "polygons": vec.polygons,
-        "valid_pixels": valid_pixels,
-        "classes": [
-            {
-                "id": c.id,
-                "name": c.name,
-                "color": c.hex,
-                "pixels": class_pixels[c.name],
-                "area_m2": round(class_areas[c.name], 3),
-            }
+    from .export.report import ClassRecord, CleaningRecord, GridRecord, ModelRecord, RunReport, SceneRecord
+
+    report = RunReport(
+        geoseg_version=__version__,
+        created=created,
+        scene=SceneRecord(
+            path=info.path,
+            checksum=checksum,
+            width=info.width,
+            height=info.height,
+            bands_used=list(bands),
+            dtype=info.dtype,
+            crs=info.crs_name,
+            transform=list(info.transform)[:6],
+            pixel_size_m=list(info.pixel_size_m),
+            mask=info.mask_kind,
+        ),
+        model=ModelRecord(
+            path=str(Path(cfg.model).resolve()),
+            sha256=mhash,
+            name=spec.name,
+            arch=spec.arch,
+            encoder=spec.encoder,
+            bands=list(spec.bands),
+        ),
+        parameters=cfg.model_dump(mode="json"),
+        grid=GridRecord(
+            tile=tile,
+            overlap=cfg.overlap,
+            stride=grid.stride,
+            tiles=list(grid.shape),
+            tiles_run=int(stage_seconds.get("tiles", 0)),
+            precision=precision,
+            block=plan.block_size,
+            blocks=list(plan.shape),
+            resumed_blocks=resumed,
+        ),
+        timings_s={k: round(v, 3) for k, v in timings.items()},
+        task_seconds=cpu,
+        throughput_mpx_s=round(info.width * info.height / 1e6 / timings["total"], 4),
+        area_method=method,
+        cleaning=CleaningRecord(
+            min_area_m2=cleaning.min_area_m2, min_pixels=cleaning.min_pixels, simplify_m=cleaning.simplify_m
+        ),
+        polygons=vec.polygons,
+        valid_pixels=valid_pixels,
+        classes=[
+            ClassRecord(
+                id=c.id, name=c.name, color=c.hex, pixels=class_pixels[c.name], area_m2=round(class_areas[c.name], 3)
+            )
             for c in spec.classes
         ],
-        "outputs": {k: str(v) for k, v in written.items()},
-        "versions": _versions(),
-    }
-    from ._files import write_json
-
-    write_json(report, paths["report"])
+        outputs={k: str(v) for k, v in written.items()},
+        versions=_versions(),
+    )
+    report.write(paths["report"])
     written["report"] = paths["report"]
     if not cfg.keep_intermediate:
         store.remove()

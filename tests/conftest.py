@@ -1,15 +1,24 @@
-"""Shared fixtures: tiny GeoTIFF writers, small model checkpoints, the shared sample data."""
+"""Shared fixtures and helpers: tiny GeoTIFF writers, small model checkpoints, the shared sample data,
+the command line in-process (:func:`invoke`) or as a process stopped at a failpoint (:func:`start`),
+and output comparisons."""
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+import psutil
+import pyogrio
 import pytest
 import rasterio
 from affine import Affine
+from click.testing import CliRunner
 
 ROOT = Path(__file__).resolve().parents[1]
 SHARED_DATA = ROOT.parent / "shared" / "data"
@@ -92,3 +101,86 @@ def fcn_model_4band(tmp_path_factory: pytest.TempPathFactory) -> Path:
     path = tmp_path_factory.mktemp("models") / "fcn18_rgbn.pt"
     init_checkpoint(path, arch="fcn", encoder="resnet18", in_channels=4, seed=1)
     return path
+
+
+def invoke(*args: object) -> tuple[int, str]:
+    """Exit code and output of `geoseg ARGS`, in this process; an uncaught exception counts as a traceback."""
+    from geoseg.cli import main
+
+    result = CliRunner().invoke(main, [str(a) for a in args])
+    if result.exception is not None and not isinstance(result.exception, SystemExit):
+        import traceback
+
+        tb = "".join(traceback.format_exception(result.exception))
+        return result.exit_code, f"{result.output}\nTraceback (uncaught):\n{tb}"
+    return result.exit_code, result.output
+
+
+_started: list[subprocess.Popen[bytes]] = []
+
+
+@pytest.fixture(autouse=True)
+def _kill_leftovers():
+    """Whatever a failed test left running is killed (its whole session), so it cannot disturb the next."""
+    yield
+    while _started:
+        proc = _started.pop()
+        for p in session(proc.pid):
+            p.kill()
+        if proc.poll() is None:
+            proc.kill()
+        proc.communicate()
+
+
+def start(*args: object, cwd: Path, failpoint: str | None = None) -> tuple[subprocess.Popen[bytes], Path]:
+    """`geoseg ARGS` in its own session, stopping at `failpoint`; returns the process and the point's marker file."""
+    marker = cwd / f"reached-{failpoint}-{time.monotonic_ns()}"
+    env = dict(os.environ)
+    if failpoint:
+        env |= {"GEOSEG_FAILPOINT": failpoint, "GEOSEG_FAILPOINT_FILE": str(marker)}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "geoseg", *map(str, args)],
+        cwd=cwd,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        start_new_session=True,  # a session of its own: every process it starts is found by its session id
+    )
+    _started.append(proc)
+    return proc, marker
+
+
+def wait_for(proc: subprocess.Popen[bytes], marker: Path, timeout: float = 240) -> None:
+    t0 = time.monotonic()
+    while not marker.exists():
+        if proc.poll() is not None:
+            raise AssertionError(f"ended before reaching its failpoint: {proc.stderr.read().decode()[-2000:]}")
+        assert time.monotonic() - t0 < timeout, "failpoint not reached"
+        time.sleep(0.05)
+
+
+def session(sid: int) -> list[psutil.Process]:
+    """Live processes of session `sid` (zombies excluded: they hold no memory and no pipe)."""
+    found = []
+    for p in psutil.process_iter(["status"]):
+        try:
+            if os.getsid(p.pid) == sid and p.info["status"] != psutil.STATUS_ZOMBIE:
+                found.append(p)
+        except (ProcessLookupError, PermissionError, psutil.Error):
+            continue
+    return found
+
+
+def features(path: Path) -> tuple[list[bytes], list[np.ndarray]]:
+    _, _, wkb, cols = pyogrio.raw.read(path, layer="landcover")
+    return list(wkb), cols
+
+
+def assert_same_outputs(a: Path, b: Path, stem: str = "scene") -> None:
+    assert (a / f"{stem}.classes.tif").read_bytes() == (b / f"{stem}.classes.tif").read_bytes()
+    wa, ca = features(a / f"{stem}.landcover.gpkg")
+    wb, cb = features(b / f"{stem}.landcover.gpkg")
+    assert wa == wb
+    for x, y in zip(ca, cb, strict=True):
+        np.testing.assert_array_equal(x, y)
+    assert not list(b.glob(".*part*")), "temporary files left behind"

@@ -217,7 +217,7 @@ def test_run_and_info_choose_the_same_bands_on_an_rgbir_scene(rgbir, tmp_path):
     assert shown["band_meaning"] == "1=red, 2=green, 3=blue, 4=nir"
     assert shown["model_bands"].startswith("--bands 4,1,2 ")
     out = run(RunConfig(scene=rgbir, model=model, outdir=tmp_path / "out", tile=64, overlap=16))
-    assert out.report["scene"]["bands_used"] == [4, 1, 2]
+    assert out.report.scene.bands_used == [4, 1, 2]
 
     rgb = tagged_tif(tmp_path / "rgbonly.tif", smooth_image(64, 64), RGB)
     res = CliRunner().invoke(main, ["run", str(rgb), "--model", str(model), "-o", str(tmp_path / "o2")])

@@ -15,20 +15,14 @@ import pyogrio
 import pytest
 import rasterio
 import shapely
-from click.testing import CliRunner
-from rasterio import features
+from rasterio import features as rio_features
 from rasterio.windows import Window
 
 from geoseg.batch import load_job, run_batch, scene_paths
-from geoseg.cli import main
 from geoseg.errors import ConfigError
 from geoseg.predict.checkpoint import init_checkpoint
 from geoseg.synthetic import SceneSpec, write_scene
-
-
-def invoke(*args: object) -> tuple[int, str]:
-    result = CliRunner().invoke(main, [str(a) for a in args])
-    return result.exit_code, result.output
+from tests.conftest import assert_same_outputs, features, invoke, start, wait_for
 
 
 @pytest.fixture(scope="module")
@@ -131,7 +125,7 @@ def test_regional_layer_joins_polygons_across_the_scene_edge(region):
             pyogrio.read_info(root / "out" / "scenes" / f"{n}.landcover.gpkg", layer="landcover")["features"]
             for n in ("part0", "part1")
         )
-    expected = sum(1 for _ in features.shapes(mosaic, mask=mosaic != 255, connectivity=4))
+    expected = sum(1 for _ in rio_features.shapes(mosaic, mask=mosaic != 255, connectivity=4))
     _, _, wkb, cols = pyogrio.raw.read(root / "out" / "test-region.landcover.gpkg", layer="landcover")
     meta = pyogrio.read_info(root / "out" / "test-region.landcover.gpkg", layer="landcover")
     geoms = shapely.from_wkb(wkb)
@@ -243,44 +237,12 @@ def test_the_example_job_is_valid():
 # --- resume after SIGKILL ---------------------------------------------------------------------------------------
 
 
-def _geoseg(*args: object, cwd: Path) -> subprocess.Popen[bytes]:
-    return subprocess.Popen(
-        [sys.executable, "-m", "geoseg", *map(str, args)],
-        cwd=cwd,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-        start_new_session=True,  # its own process group: the kill reaches every worker it started
-    )
-
-
-def _kill_when(proc: subprocess.Popen[bytes], ready, timeout: float = 240) -> None:
-    """SIGKILL `proc`'s process group as soon as ready() is true; fail if it ends first."""
-    t0 = time.monotonic()
-    while not ready():
-        assert proc.poll() is None, f"finished before it could be interrupted: {proc.stderr.read().decode()[-2000:]}"
-        assert time.monotonic() - t0 < timeout
-        time.sleep(0.05)
+def _killed_at(failpoint: str, *args: object, cwd: Path) -> None:
+    """Run `geoseg ARGS`, stopped at `failpoint` (see geoseg/_failpoints.py), then SIGKILL its whole session."""
+    proc, marker = start(*args, cwd=cwd, failpoint=failpoint)
+    wait_for(proc, marker)
     os.killpg(proc.pid, signal.SIGKILL)
-    proc.wait()
-    proc.stderr.close()
-
-
-def _done_blocks(store: Path) -> int:
-    return sum(1 for _ in (store / "done").rglob("*") if _.is_file() and _.name != "zarr.json")
-
-
-def _features(path: Path) -> tuple[list[bytes], list[np.ndarray]]:
-    _, _, wkb, cols = pyogrio.raw.read(path, layer="landcover")
-    return list(wkb), cols
-
-
-def _same_outputs(a: Path, b: Path, stem: str) -> None:
-    assert (a / f"{stem}.classes.tif").read_bytes() == (b / f"{stem}.classes.tif").read_bytes()
-    wa, ca = _features(a / f"{stem}.landcover.gpkg")
-    wb, cb = _features(b / f"{stem}.landcover.gpkg")
-    assert wa == wb
-    for x, y in zip(ca, cb, strict=True):
-        np.testing.assert_array_equal(x, y)
+    proc.communicate()
 
 
 @pytest.mark.timeout(600)
@@ -292,16 +254,14 @@ def test_run_killed_with_sigkill_resumes_to_identical_outputs(tmp_path, model):
     subprocess.run([sys.executable, "-m", "geoseg", *map(str, args), "-o", tmp_path / "whole"], check=True)
     full = time.perf_counter() - t0
 
-    proc = _geoseg(*args, "-o", tmp_path / "killed", cwd=tmp_path)
-    _kill_when(proc, lambda: _done_blocks(tmp_path / "killed" / "scene.zarr") >= 6)
+    _killed_at("segment:6", *args, "-o", tmp_path / "killed", cwd=tmp_path)  # one worker: exactly 6 blocks stored
     assert not (tmp_path / "killed" / "scene.run.json").exists()
     t0 = time.perf_counter()
     subprocess.run([sys.executable, "-m", "geoseg", *map(str, args), "-o", tmp_path / "killed"], check=True)
     resumed = time.perf_counter() - t0
     report = json.loads((tmp_path / "killed" / "scene.run.json").read_text())
-    assert 6 <= report["grid"]["resumed_blocks"] < 16
-    _same_outputs(tmp_path / "whole", tmp_path / "killed", "scene")
-    assert not list((tmp_path / "killed").glob(".*part*"))  # no temporary file left behind
+    assert report["grid"]["resumed_blocks"] == 6
+    assert_same_outputs(tmp_path / "whole", tmp_path / "killed", "scene")  # and no temporary file left behind
     print(f"full run {full:.1f} s, resumed run {resumed:.1f} s ({report['grid']['resumed_blocks']} of 16 blocks)")
 
 
@@ -316,9 +276,8 @@ def test_batch_killed_with_sigkill_resumes_to_identical_outputs(tmp_path, model)
     assert invoke("batch", ref, "-q")[0] == 0
     full = time.perf_counter() - t0
 
-    proc = _geoseg("batch", job, "-q", cwd=tmp_path)
-    # kill while the second scene is half segmented (the first is finished)
-    _kill_when(proc, lambda: _done_blocks(tmp_path / "out" / "scenes" / "part1.zarr") >= 6)
+    # killed while the second scene is partly segmented: the first scene's 16 blocks, then 6 of the second's
+    _killed_at("segment:22", "batch", job, "-q", cwd=tmp_path)
     manifest = json.loads((tmp_path / "out" / "job.manifest.json").read_text())
     assert [s["status"] for s in manifest["scenes"]] == ["done", "pending"]
     t0 = time.perf_counter()
@@ -327,10 +286,8 @@ def test_batch_killed_with_sigkill_resumes_to_identical_outputs(tmp_path, model)
     assert code == 0, out
     manifest = json.loads((tmp_path / "out" / "job.manifest.json").read_text())
     assert [s["status"] for s in manifest["scenes"]] == ["skipped", "done"]
-    assert manifest["scenes"][1]["resumed_blocks"] >= 6
+    assert manifest["scenes"][1]["resumed_blocks"] == 6
     for stem in ("part0", "part1"):
-        _same_outputs(tmp_path / "ref" / "scenes", tmp_path / "out" / "scenes", stem)
-    assert (
-        _features(tmp_path / "ref" / "ref.landcover.gpkg")[0] == _features(tmp_path / "out" / "job.landcover.gpkg")[0]
-    )
+        assert_same_outputs(tmp_path / "ref" / "scenes", tmp_path / "out" / "scenes", stem)
+    assert features(tmp_path / "ref" / "ref.landcover.gpkg")[0] == features(tmp_path / "out" / "job.landcover.gpkg")[0]
     print(f"full batch {full:.1f} s, resumed batch {resumed:.1f} s")

@@ -33,7 +33,7 @@ def traced_peak(scene: Path, model: Path, outdir: Path, **kw) -> tuple[int, dict
         result = pipeline.run(
             RunConfig(scene=scene, model=model, outdir=outdir, tile=256, overlap=32, chunk=512, workers=1, **kw)
         )
-        return tracemalloc.get_traced_memory()[1], result.report
+        return tracemalloc.get_traced_memory()[1], result.report.model_dump()
     finally:
         tracemalloc.stop()
 

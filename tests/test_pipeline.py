@@ -193,7 +193,7 @@ def test_scene_smaller_than_one_tile(tmp_path, fcn_model):
     with rasterio.open(res.outputs["classes"]) as ds:
         assert ds.shape == (37, 53)
         assert (ds.read(1) != NODATA).all()
-    assert res.report["grid"]["tiles_run"] == 1
+    assert res.report.grid.tiles_run == 1
 
 
 def test_geographic_scene_areas_are_square_metres(tmp_path, fcn_model):
@@ -203,7 +203,7 @@ def test_geographic_scene_areas_are_square_metres(tmp_path, fcn_model):
     res = run(RunConfig(scene=path, model=fcn_model, outdir=tmp_path, tile=128, overlap=32))
     df = pyogrio.read_dataframe(res.outputs["landcover"], layer="landcover")
     laea = df.geometry.to_crs("+proj=laea +lat_0=-34.9003 +lon_0=138.6003 +datum=WGS84")
-    assert res.report["area_method"] == "geodesic"
+    assert res.report.area_method == "geodesic"
     np.testing.assert_allclose(df.area_m2, laea.area, rtol=1e-4)
     # 300 x 300 pixels of 2e-6 degrees: about 0.1826 m x 0.2219 m each at 34.9 S
     assert df.area_m2.sum() == pytest.approx(300 * 300 * 0.18264 * 0.22194, rel=2e-3)
@@ -300,6 +300,6 @@ def test_preview_png_shows_scene_overlay_and_legend(tmp_path, fcn_model):
     assert np.abs(right[known].astype(int) - left[known].astype(int)).mean() > 10
     np.testing.assert_array_equal(right[~known], left[~known])
     legend = img[10 + h :]
-    for c in res.report["classes"]:  # a swatch of every class colour in the legend
-        rgb = [int(c["color"][i : i + 2], 16) for i in (1, 3, 5)]
-        assert (legend == rgb).all(-1).sum() > 100, c["name"]
+    for c in res.report.classes:  # a swatch of every class colour in the legend
+        rgb = [int(c.color[i : i + 2], 16) for i in (1, 3, 5)]
+        assert (legend == rgb).all(-1).sum() > 100, c.name

@@ -64,12 +64,12 @@ def test_epsg4326_scene_area_against_equal_area_projection(shared_data, fcn_mode
     path = shared_data / "geotiff" / "oem_adelaide_2.tif"
     res = run(RunConfig(scene=path, model=fcn_model, outdir=tmp_path, tile=256, overlap=32))
     df = pyogrio.read_dataframe(res.outputs["landcover"], layer="landcover")
-    assert res.report["area_method"] == "geodesic"
+    assert res.report.area_method == "geodesic"
     cx, cy = shapely.centroid(shapely.union_all(df.geometry.values)).coords[0]
     equal_area = df.geometry.to_crs(f"+proj=laea +lat_0={cy} +lon_0={cx} +datum=WGS84").area
     np.testing.assert_allclose(df.area_m2, equal_area, rtol=1e-4)
     with rasterio.open(path) as src:
-        total = src.width * src.height * res.report["scene"]["pixel_size_m"][0] * res.report["scene"]["pixel_size_m"][1]
+        total = src.width * src.height * res.report.scene.pixel_size_m[0] * res.report.scene.pixel_size_m[1]
     assert df.area_m2.sum() == pytest.approx(total, rel=1e-3)
 
 
@@ -82,7 +82,7 @@ def test_min_area_is_in_ground_square_metres_in_web_mercator(shared_data, fcn_mo
     path = shared_data / "geotiff" / "rasterio_cogeo.tif"
     res = run(RunConfig(scene=path, model=fcn_model, outdir=tmp_path, tile=256, overlap=32, min_area=20.0))
     df = pyogrio.read_dataframe(res.outputs["landcover"], layer="landcover")
-    assert res.report["area_method"] == "geodesic" and len(df) > 10
-    px, py = res.report["scene"]["pixel_size_m"]
+    assert res.report.area_method == "geodesic" and len(df) > 10
+    px, py = res.report.scene.pixel_size_m
     assert px * py == pytest.approx(0.2231, rel=1e-3)  # not 0.597² = 0.357
     assert df.area_m2.min() > 20 * 0.9  # simplification may trim a small polygon by a few per cent
