@@ -94,7 +94,7 @@ def main() -> None:
     from rasterio import features
 
     from geoseg.errors import GeosegError
-    from geoseg.library import resolve_model
+    from geoseg.models import resolve_model
 
     root = Path(args.workdir or tempfile.mkdtemp(prefix="geoseg-regional-"))
     root.mkdir(parents=True, exist_ok=True)

@@ -330,7 +330,7 @@ def run_batch(
         After the manifest has recorded the interrupted scene.
     """
     from ._lock import hold
-    from .library import resolve_model
+    from .models import resolve_model
     from .predict.checkpoint import model_hash
 
     t_start = time.perf_counter()

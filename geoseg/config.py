@@ -93,7 +93,7 @@ class RunConfig(RunOptions):
 
     `model` is a checkpoint file; the command line also takes installed
     model names and URLs and turns them into a file with
-    :func:`geoseg.library.resolve_model` first.
+    :func:`geoseg.models.resolve_model` first.
     """
 
     scene: Path

@@ -1005,7 +1005,8 @@ def synthetic(
     dtype and nodata are compared) are kept, not rendered again. Rendering
     works in blocks, so memory stays bounded whatever `size`.
     """
-    from .synthetic import _BAND_NAMES, SceneSpec, write_scene
+    from .synthetic import SceneSpec, write_scene
+    from .synthetic.spec import _BAND_NAMES
 
     if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 1:
         raise ConfigError(f"n must be a positive number of scenes, got {n!r}")

@@ -176,7 +176,7 @@ def demo(
     # 5. install
     installed, is_default = None, False
     if s.install:
-        from .library import install, list_models
+        from .models import install, list_models
 
         had_default = any(m.is_default for m in list_models())
         model = install(trained.checkpoint, name="demo", overwrite=True, default=not had_default)

@@ -6,11 +6,14 @@ subclass also inherits the builtin it resembles, so callers can catch either::
     GeosegError
     ├── SceneError(GeosegError, ValueError)          the scene cannot be used as given
     ├── ConfigError(GeosegError, ValueError)         an option or setting is invalid
+    │   └── ModelNotFoundError(ConfigError, LookupError)   no checkpoint or installed model matches
     ├── CheckpointError(GeosegError, ValueError)     a model file is not a usable geoseg checkpoint
     ├── LockedError(GeosegError, RuntimeError)       another geoseg process is writing the same outputs
     └── GeosegIOError(GeosegError, OSError)          a file cannot be read or written
         ├── SceneNotFoundError(GeosegIOError, FileNotFoundError)
-        └── OutputExistsError(GeosegIOError, FileExistsError)
+        ├── OutputExistsError(GeosegIOError, FileExistsError)
+        │   └── ModelExistsError(OutputExistsError)   an installed model already has that name
+        └── ChecksumError(GeosegIOError, ValueError)   a checkpoint does not have the expected SHA-256
 
 Messages are one line and say how to fix the problem; the command-line
 interface prints them without a traceback.
@@ -20,10 +23,13 @@ from __future__ import annotations
 
 __all__ = [
     "CheckpointError",
+    "ChecksumError",
     "ConfigError",
     "GeosegError",
     "GeosegIOError",
     "LockedError",
+    "ModelExistsError",
+    "ModelNotFoundError",
     "OutputExistsError",
     "SceneError",
     "SceneNotFoundError",
@@ -60,3 +66,15 @@ class SceneNotFoundError(GeosegIOError, FileNotFoundError):
 
 class OutputExistsError(GeosegIOError, FileExistsError):
     """An output already exists and overwriting was not requested."""
+
+
+class ModelNotFoundError(ConfigError, LookupError):
+    """No model file or installed model matches what was asked for, or no model was given and none is default."""
+
+
+class ModelExistsError(OutputExistsError):
+    """An installed model already has the requested name and overwriting was not requested."""
+
+
+class ChecksumError(GeosegIOError, ValueError):
+    """A downloaded or copied checkpoint does not have the expected SHA-256."""

@@ -83,8 +83,8 @@ def evaluate(
     from ..errors import ConfigError
     from ..evaluate import dataset_samples
     from ..evaluate import evaluate as run_evaluation
-    from ..library import resolve_model
     from ..metrics import format_rows
+    from ..models import resolve_model
     from ..predict.checkpoint import read_spec
 
     if (dataset is None) == (not images or not labels):

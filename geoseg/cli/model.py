@@ -14,7 +14,7 @@ from ..errors import ConfigError, OutputExistsError
 from ..predict.spec import ARCHITECTURES, ENCODERS
 
 if TYPE_CHECKING:
-    from ..library import InstalledModel
+    from ..models import InstalledModel
 
 
 def _floats(text: str, what: str, n: int) -> tuple[float, ...]:
@@ -178,7 +178,7 @@ class _DownloadBar:
 
 @contextlib.contextmanager
 def download_progress(title: str, quiet: bool) -> Iterator[Callable[[int, int | None], None] | None]:
-    """Yields a progress callback for :func:`geoseg.library.install` (None when `quiet`)."""
+    """Yields a progress callback for :func:`geoseg.models.install` (None when `quiet`)."""
     if quiet:
         yield None
         return
@@ -212,11 +212,11 @@ def install(
     The models folder is $GEOSEG_HOME/models, else the user data folder; installed models
     run by name: `geoseg run scene.tif --model NAME`.
     """
-    from .. import library
+    from ..models import registry
 
     title = source.split("#")[0].rstrip("/").rsplit("/", 1)[-1] or source
     with download_progress(title, quiet or "://" not in source) as progress:
-        m = library.install(
+        m = registry.install(
             source, name=name, default=make_default, overwrite=overwrite, sha256=sha256, progress=progress
         )
     click.echo(f"installed {m.name} ({_describe(m)}) -> {m.path}" + (" [default]" if m.is_default else ""))
@@ -226,9 +226,9 @@ def install(
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 def list_(as_json: bool) -> None:
     """List the installed models (* marks the default)."""
-    from .. import library
+    from ..models import registry
 
-    models = library.list_models()
+    models = registry.list_models()
     if as_json:
         click.echo(json.dumps([m.to_dict() for m in models], indent=2))
         return
@@ -266,9 +266,9 @@ def list_(as_json: bool) -> None:
 @click.argument("name")
 def remove(name: str) -> None:
     """Delete the installed model NAME."""
-    from .. import library
+    from ..models import registry
 
-    m = library.remove(name)
+    m = registry.remove(name)
     click.echo(f"removed {m.name} ({m.path})" + ("; no default model is set now" if m.is_default else ""))
 
 
@@ -276,7 +276,7 @@ def remove(name: str) -> None:
 @click.argument("name")
 def default(name: str) -> None:
     """Make the installed model NAME the one `geoseg run` uses without --model."""
-    from .. import library
+    from ..models import registry
 
-    m = library.set_default(name)
+    m = registry.set_default(name)
     click.echo(f"default model: {m.name} ({_describe(m)}) -> {m.path}")

@@ -104,7 +104,7 @@ def run(
     Without --model it runs $GEOSEG_MODEL or the default installed model
     (`geoseg model install CKPT --default`).
     """
-    from ..library import resolve_model
+    from ..models import resolve_model
     from ..pipeline import run as run_pipeline
     from ._progress import RunProgress, print_summary
     from .model import download_progress

@@ -84,7 +84,7 @@ def train(config: Path | None, output_: Path | None, install_name: str | None, q
             f"{result.seconds / 60:.1f} min -> {result.checkpoint}"
         )
     if install_name:
-        from ..library import install
+        from ..models import install
 
         model = install(result.checkpoint, name=install_name, overwrite=True)
         if not quiet:

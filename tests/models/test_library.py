@@ -14,13 +14,18 @@ from typing import Any
 import pytest
 from click.testing import CliRunner
 
-from geoseg import library
+from geoseg import models
 from geoseg.cli import main
-from geoseg.errors import CheckpointError, ConfigError, GeosegError, GeosegIOError
-from geoseg.library import (
+from geoseg.errors import (
+    CheckpointError,
     ChecksumError,
+    ConfigError,
+    GeosegError,
+    GeosegIOError,
     ModelExistsError,
     ModelNotFoundError,
+)
+from geoseg.models import (
     get,
     install,
     list_models,
@@ -338,7 +343,7 @@ def test_importing_the_library_does_not_import_torch():
     import subprocess
     import sys
 
-    code = "import sys, geoseg.library; assert 'torch' not in sys.modules, 'torch imported'"
+    code = "import sys, geoseg.models; assert 'torch' not in sys.modules, 'torch imported'"
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert r.returncode == 0, r.stderr
-    assert library.MODEL_ENV == "GEOSEG_MODEL"
+    assert models.MODEL_ENV == "GEOSEG_MODEL"

@@ -1,90 +1,65 @@
-"""Installed models: a per-user folder of geoseg checkpoints that ``geoseg run`` finds by name.
+"""The models folder and its index: what is installed, under which name, and which model is the default.
 
-The folder is ``$GEOSEG_HOME/models`` when ``GEOSEG_HOME`` is set, else the
-platform's user data folder (``~/.local/share/geoseg/models`` on Linux). It
-holds one ``<name>.pt`` file per model and an ``index.json``::
-
-    {"format": 1, "default": "unet-rgb",
-     "models": {"unet-rgb": {"file": "unet-rgb.pt", "sha256": "...", "installed": "2024-...",
-                             "source": "https://...", "arch": "unet", "encoder": "resnet34",
-                             "bands": ["red", "green", "blue"], "classes": ["impervious surfaces", ...]}}}
-
-The index is rewritten atomically (temporary file, then rename) while holding
-an advisory lock on ``index.lock``, so concurrent installs never corrupt it.
-Checkpoints are validated before they are registered, URLs are downloaded once
-and checked against a SHA-256 when one is given.
-
-This module does not import torch; functions that validate a checkpoint load
-:mod:`geoseg.predict.checkpoint` when called.
+The folder holds one ``<name>.pt`` checkpoint per model and an ``index.json``
+(see :mod:`geoseg.models`). Every edit reads the index, changes it and writes
+it back atomically while holding an advisory lock on ``index.lock``, so
+concurrent installs and removals never lose each other's entries.
+:func:`install` validates a checkpoint before it registers it, copying a
+file or downloading a URL (:mod:`geoseg.models.download`) into the folder.
 """
 
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import json
 import os
 import re
 import shutil
 import tempfile
-import urllib.parse
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from ._files import sha256_file, write_text
-from .errors import CheckpointError, ConfigError, GeosegError, GeosegIOError, OutputExistsError
+from .._files import sha256_file, write_text
+from ..errors import (
+    CheckpointError,
+    ChecksumError,
+    ConfigError,
+    GeosegError,
+    GeosegIOError,
+    ModelExistsError,
+    ModelNotFoundError,
+)
+from .download import ProgressCallback, _check_sha256, _download, _is_url, _split_url, _url_filename
 
 if TYPE_CHECKING:
-    from .predict.spec import ModelSpec
+    from ..predict.spec import ModelSpec
 
 __all__ = [
     "HOME_ENV",
-    "MODEL_ENV",
-    "ChecksumError",
     "InstalledModel",
-    "ModelExistsError",
-    "ModelNotFoundError",
-    "ProgressCallback",
+    "_find_by_source",
+    "_installed_names",
+    "_model",
+    "_name_from",
+    "_read_index",
     "get",
     "install",
     "list_models",
     "models_dir",
     "remove",
-    "resolve_model",
     "set_default",
 ]
 
 #: Environment variable naming geoseg's data folder (models live in its ``models`` subfolder).
 HOME_ENV = "GEOSEG_HOME"
-#: Environment variable naming the model ``geoseg run`` uses without ``--model`` (path, name or URL).
-MODEL_ENV = "GEOSEG_MODEL"
-
-#: ``progress(bytes_done, bytes_total_or_None)``, called while a URL downloads.
-ProgressCallback = Callable[[int, int | None], None]
 
 _INDEX = "index.json"
 _LOCK = "index.lock"
 _FORMAT = 1
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
-_SHA256 = re.compile(r"^[0-9a-fA-F]{64}$")
-_URL_SCHEMES = ("http", "https", "file")
-_CHUNK = 1 << 20
-_TIMEOUT = 60.0
-
-
-class ModelNotFoundError(ConfigError, LookupError):
-    """No model file or installed model matches what was asked for, or no model was given and none is default."""
-
-
-class ModelExistsError(OutputExistsError):
-    """An installed model already has the requested name and overwriting was not requested."""
-
-
-class ChecksumError(GeosegIOError, ValueError):
-    """A downloaded or copied checkpoint does not have the expected SHA-256."""
 
 
 @dataclass(frozen=True)
@@ -286,29 +261,6 @@ def remove(name: str) -> InstalledModel:
 # -- installing -------------------------------------------------------------------------------------------------------
 
 
-def _is_url(text: str) -> bool:
-    return urllib.parse.urlsplit(text).scheme.lower() in _URL_SCHEMES and "://" in text
-
-
-def _split_url(url: str) -> tuple[str, str | None]:
-    """``url#sha256=HEX`` -> (url without fragment, HEX or None)."""
-    parts = urllib.parse.urlsplit(url)
-    fragment = dict(urllib.parse.parse_qsl(parts.fragment))
-    sha = fragment.get("sha256")
-    return urllib.parse.urlunsplit(parts._replace(fragment="")), (_check_sha256(sha, "#sha256=") if sha else None)
-
-
-def _url_filename(url: str) -> str:
-    name = Path(urllib.parse.unquote(urllib.parse.urlsplit(url).path)).name
-    return name or "model.pt"
-
-
-def _check_sha256(value: str, what: str = "--sha256") -> str:
-    if not _SHA256.match(value.strip()):
-        raise ConfigError(f"{what} takes a SHA-256 of 64 hexadecimal digits, got {value!r}")
-    return value.strip().lower()
-
-
 def _check_name(name: str) -> str:
     if not _NAME.match(name):
         raise ConfigError(
@@ -336,58 +288,6 @@ def _find_by_source(folder: Path, index: dict[str, Any], source: str, sha256: st
         if (folder / str(e.get("file", ""))).is_file():
             return name
     return None
-
-
-def _network_error(url: str, exc: BaseException) -> GeosegIOError:
-    import urllib.error
-
-    if isinstance(exc, urllib.error.HTTPError):
-        reason = f"HTTP {exc.code} {exc.reason}"
-        exc.close()
-    elif isinstance(exc, urllib.error.URLError):
-        reason = str(exc.reason)
-    elif isinstance(exc, TimeoutError):
-        reason = f"no answer within {_TIMEOUT:.0f} s"
-    else:
-        reason = str(exc) or type(exc).__name__
-    reason = " ".join(reason.split())
-    return GeosegIOError(f"cannot download {url}: {reason}; check the URL and the network connection")
-
-
-def _download(url: str, dest: Path, progress: ProgressCallback | None) -> str:
-    """Stream `url` into `dest`; returns the SHA-256 of what arrived."""
-    import http.client
-    import urllib.request
-
-    from . import __version__
-
-    request = urllib.request.Request(url, headers={"User-Agent": f"geoseg/{__version__}"})
-    try:
-        response = urllib.request.urlopen(request, timeout=_TIMEOUT)
-    except (OSError, http.client.HTTPException, ValueError) as exc:
-        raise _network_error(url, exc) from exc
-    h = hashlib.sha256()
-    done = 0
-    with response, open(dest, "wb") as f:
-        length = response.headers.get("Content-Length")
-        total = int(length) if length and length.isdigit() else None
-        if progress is not None:
-            progress(0, total)
-        while True:
-            try:
-                chunk = response.read(_CHUNK)
-            except (OSError, http.client.HTTPException) as exc:
-                raise _network_error(url, exc) from exc
-            if not chunk:
-                break
-            f.write(chunk)
-            h.update(chunk)
-            done += len(chunk)
-            if progress is not None:
-                progress(done, total)
-    if total is not None and done != total:
-        raise GeosegIOError(f"cannot download {url}: the connection closed after {done} of {total} bytes; try again")
-    return h.hexdigest()
 
 
 def install(
@@ -440,7 +340,7 @@ def install(
     A URL already installed from the same address (and with the same SHA-256,
     when one is given) is not downloaded again: that model is returned.
     """
-    from .predict.checkpoint import read_spec
+    from ..predict.checkpoint import read_spec
 
     expected = _check_sha256(sha256) if sha256 else None
     if name is not None:
@@ -530,102 +430,4 @@ def install(
 def _exists(name: str) -> ModelExistsError:
     return ModelExistsError(
         f"a model named {name!r} is already installed; pass --overwrite to replace it or --name to choose another name"
-    )
-
-
-# -- resolving what `geoseg run` uses ---------------------------------------------------------------------------------
-
-
-def _looks_like_path(text: str) -> bool:
-    return "/" in text or os.sep in text or text.lower().endswith((".pt", ".pth", ".ckpt", ".safetensors"))
-
-
-def _resolve(text: str, progress: ProgressCallback | None) -> Path:
-    folder = models_dir()
-    path = Path(text).expanduser()
-    if path.is_file():
-        return path
-    if path.is_dir():
-        raise ModelNotFoundError(f"{path} is a folder; pass a geoseg checkpoint file, an installed model name or a URL")
-    index = _read_index(folder)
-    if text in index["models"]:
-        return _existing_file(_model(folder, index, text))
-    if urllib.parse.urlsplit(text).scheme.lower() in ("http", "https"):
-        url, sha = _split_url(text)
-        found = _find_by_source(folder, index, url, sha)
-        if found is not None:
-            return _model(folder, index, found).path
-        name = _name_from(Path(_url_filename(url)).stem)
-        try:
-            return install(text, name=name, progress=progress).path
-        except ModelExistsError:
-            raise ModelExistsError(
-                f"cannot install {url} as {name!r}: another installed model has that name; install it under "
-                f"another name with geoseg model install {url} --name NAME and pass that name"
-            ) from None
-    installed = _installed_names(index)
-    if _looks_like_path(text):
-        raise ModelNotFoundError(
-            f"model file not found: {text}; pass a geoseg checkpoint, an installed model name "
-            f"(installed: {installed}) or a URL"
-        )
-    raise ModelNotFoundError(
-        f"no model file or installed model named {text}; installed: {installed} (geoseg model list)"
-    )
-
-
-def _existing_file(model: InstalledModel) -> Path:
-    if not model.path.is_file():
-        raise GeosegIOError(
-            f"installed model {model.name!r} has lost its file {model.path}; reinstall it with "
-            f"geoseg model install SOURCE --name {model.name} --overwrite, or geoseg model remove {model.name}"
-        )
-    return model.path
-
-
-def resolve_model(model: str | os.PathLike[str] | None, *, progress: ProgressCallback | None = None) -> Path:
-    """The checkpoint file ``geoseg run`` should use.
-
-    Parameters
-    ----------
-    model : str, path-like or None
-        An existing checkpoint file, an installed model name, or an
-        ``http(s)://`` URL (installed on first use, named after the file
-        stem, and reused afterwards). None means the ``GEOSEG_MODEL``
-        environment variable (resolved the same way), else the default
-        installed model.
-    progress : callable, optional
-        Download progress, as for :func:`install`.
-
-    Returns
-    -------
-    Path
-        A checkpoint file (not yet validated when it was given as a path).
-
-    Raises
-    ------
-    ModelNotFoundError
-        Nothing matches, or no model was given and none is the default; the
-        one-line message says what is installed and how to get a model.
-    """
-    if model is not None:
-        return _resolve(os.fspath(model), progress)
-    env = os.environ.get(MODEL_ENV, "").strip()
-    if env:
-        try:
-            return _resolve(env, progress)
-        except ModelNotFoundError as exc:
-            raise ModelNotFoundError(f"${MODEL_ENV}={env}: {exc}") from None
-    folder = models_dir()
-    index = _read_index(folder)
-    if index["default"] is not None:
-        return _existing_file(_model(folder, index, index["default"]))
-    if index["models"]:
-        raise ModelNotFoundError(
-            "no model given and no default model set: pass --model NAME or choose a default with "
-            f"geoseg model default NAME (installed: {_installed_names(index)})"
-        )
-    raise ModelNotFoundError(
-        "no model given and no default model installed: train one (geoseg train), "
-        "install one (geoseg model install CKPT --default), or run geoseg demo"
     )

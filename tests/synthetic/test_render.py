@@ -1,9 +1,8 @@
-"""Tests for geoseg.synthetic: determinism, window independence, realism, GeoTIFF output."""
+"""Tests for geoseg.synthetic.render: determinism, window independence, realism, nodata, windows."""
 
 from __future__ import annotations
 
 import hashlib
-import math
 import os
 import subprocess
 import sys
@@ -13,11 +12,12 @@ import numpy as np
 import pytest
 from scipy import ndimage
 
-import geoseg.synthetic as synthetic
+import geoseg
 from geoseg.errors import ConfigError
-from geoseg.synthetic import CLASS_NAMES, SceneSpec, render_window, write_scene
+from geoseg.synthetic import CLASS_NAMES, SceneSpec, render_window
+from geoseg.synthetic.town import _cell_objects
 
-ROOT = Path(synthetic.__file__).resolve().parents[1]
+ROOT = Path(geoseg.__file__).resolve().parents[1]
 
 
 @pytest.fixture(scope="module")
@@ -34,7 +34,7 @@ def _digest(image: np.ndarray, label: np.ndarray) -> str:
 def test_same_spec_gives_identical_arrays() -> None:
     spec = SceneSpec(600, 500, pixel_size=0.12, seed=42)
     first = render_window(spec, 0, 0, 500, 600)
-    synthetic._cell_objects.cache_clear()  # rebuild the layout from scratch
+    _cell_objects.cache_clear()  # rebuild the layout from scratch
     second = render_window(spec, 0, 0, 500, 600)
     assert first[0].tobytes() == second[0].tobytes()
     assert first[1].tobytes() == second[1].tobytes()
@@ -94,32 +94,6 @@ def test_large_window_equals_its_pieces() -> None:
     piece_img, piece_lab = render_window(spec, 100 + 511, 50 + 700, 300, 401)
     assert np.array_equal(image[:, 511:811, 700:1101], piece_img)
     assert np.array_equal(label[511:811, 700:1101], piece_lab)
-
-
-def test_objects_stay_within_reach_of_their_cell() -> None:
-    # Windows gather the cells within _REACH metres; an object (or its shadow)
-    # reaching further would make windows disagree, rarely and silently.
-    for seed in (0, 3, 11):
-        world = synthetic._world(seed)
-        sdx, sdy = world.shadow
-        for i in range(-1, 3):
-            for j in range(-1, 3):
-                u0, u1 = synthetic._line(seed, 0, i).pos, synthetic._line(seed, 0, i + 1).pos
-                v0, v1 = synthetic._line(seed, 1, j).pos, synthetic._line(seed, 1, j + 1).pos
-                for obj in synthetic._cell_objects(seed, i, j):
-                    points = [(obj.bb[0], obj.bb[2]), (obj.bb[1], obj.bb[3])]
-                    if obj.casts:
-                        points += [(obj.sb[0], obj.sb[2]), (obj.sb[1], obj.sb[3])]
-                    for x, y in points:
-                        # Image-frame boxes inflate by up to sqrt(2) under rotation.
-                        gu, gv = world.to_grid(x, y)
-                        slack = synthetic._REACH * math.sqrt(2)
-                        assert u0 - slack <= gu <= u1 + slack and v0 - slack <= gv <= v1 + slack
-                    if isinstance(obj, synthetic._Tree):
-                        reach = 1.25 * obj.r + math.hypot(sdx, sdy) * obj.top
-                        cx, cy = world.to_grid(obj.cx, obj.cy)
-                        assert u0 - synthetic._REACH <= cx - reach and cx + reach <= u1 + synthetic._REACH
-                        assert v0 - synthetic._REACH <= cy - reach and cy + reach <= v1 + synthetic._REACH
 
 
 # -- content --------------------------------------------------------------------------------
@@ -201,66 +175,7 @@ def test_no_nodata_without_spec_nodata() -> None:
     assert not (label == 255).any()
 
 
-# -- GeoTIFF output -------------------------------------------------------------------------
-@pytest.mark.parametrize(
-    "spec",
-    [
-        SceneSpec(700, 600, pixel_size=0.25, crs="EPSG:25832", origin=(350000.0, 5600000.0), seed=4),
-        SceneSpec(700, 600, pixel_size=0.1, seed=8, bands="rgbn", dtype="uint16", nodata=0),
-    ],
-    ids=["rgb-uint8", "rgbn-uint16-nodata"],
-)
-def test_write_scene_geotiffs(tmp_path: Path, spec: SceneSpec) -> None:
-    rasterio = pytest.importorskip("rasterio")
-    image_path, label_path = tmp_path / "scene.tif", tmp_path / "scene_label.tif"
-    write_scene(spec, image_path, label_path, block=300)
-    image, label = render_window(spec, 0, 0, spec.height, spec.width)
-    with rasterio.open(image_path) as ds:
-        assert ds.crs == rasterio.crs.CRS.from_user_input(spec.crs)
-        assert ds.transform == spec.transform
-        assert (ds.width, ds.height, ds.count) == (spec.width, spec.height, spec.count)
-        assert ds.dtypes == (spec.dtype,) * spec.count
-        assert ds.nodata == spec.nodata
-        assert ds.profile["tiled"] and ds.block_shapes[0] in ((256, 256), (512, 512))
-        assert np.array_equal(ds.read(), image)
-    with rasterio.open(label_path) as ds:
-        assert ds.crs == rasterio.crs.CRS.from_user_input(spec.crs)
-        assert ds.transform == spec.transform
-        assert ds.count == 1 and ds.dtypes == ("uint8",) and ds.nodata == 255
-        assert ds.profile["tiled"]
-        assert ds.colormap(1)[1][:3] == (0, 0, 255)
-        assert np.array_equal(ds.read(1), label)
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["scene.tif", "scene_label.tif"]
-
-
-def test_write_scene_without_label(tmp_path: Path) -> None:
-    rasterio = pytest.importorskip("rasterio")
-    spec = SceneSpec(300, 200, seed=1, bands="irrg")
-    write_scene(spec, tmp_path / "only.tif")
-    with rasterio.open(tmp_path / "only.tif") as ds:
-        assert ds.descriptions == ("nir", "red", "green")
-        assert np.array_equal(ds.read(), render_window(spec, 0, 0, 200, 300)[0])
-    assert [p.name for p in tmp_path.iterdir()] == ["only.tif"]
-
-
 # -- validation -----------------------------------------------------------------------------
-@pytest.mark.parametrize(
-    "kwargs",
-    [
-        {"width": 0, "height": 10},
-        {"width": 10, "height": 10, "pixel_size": -0.1},
-        {"width": 10, "height": 10, "bands": "rgbx"},
-        {"width": 10, "height": 10, "dtype": "float32"},
-        {"width": 10, "height": 10, "nodata": 256},
-        {"width": 10, "height": 10, "dtype": "uint16", "nodata": -1},
-        {"width": 10, "height": 10, "origin": (0.0, "north")},
-    ],
-)
-def test_bad_spec_is_refused(kwargs: dict) -> None:
-    with pytest.raises(ConfigError, match="SceneSpec"):
-        SceneSpec(**kwargs)
-
-
 @pytest.mark.parametrize("window", [(-1, 0, 10, 10), (0, 0, 0, 10), (95, 0, 10, 10), (0, 95, 10, 10)])
 def test_window_outside_scene_is_refused(window: tuple[int, int, int, int]) -> None:
     with pytest.raises(ConfigError, match="window"):
@@ -271,13 +186,3 @@ def test_tiny_scene_renders() -> None:
     image, label = render_window(SceneSpec(1, 1, nodata=0), 0, 0, 1, 1)
     assert image.shape == (3, 1, 1) and label.shape == (1, 1)
     assert label[0, 0] != 255  # a collar thinner than half a pixel leaves the pixel valid
-
-
-def test_spec_georeferencing() -> None:
-    spec = SceneSpec(100, 50, pixel_size=0.3, origin=[1000, 2000], bands="rgbn")  # type: ignore[arg-type]
-    assert spec.count == 4
-    assert spec.origin == (1000.0, 2000.0) and hash(spec) == hash(
-        SceneSpec(100, 50, 0.3, origin=(1e3, 2e3), bands="rgbn")
-    )
-    assert spec.transform @ (0, 0) == (1000.0, 2000.0)
-    assert spec.transform @ (100, 50) == pytest.approx((1030.0, 1985.0))
