@@ -42,7 +42,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from .config import RunConfig, RunOptions, Scheduler, config_error
-from .errors import ConfigError, GeosegError, GeosegIOError, LockedError
+from .errors import ConfigError, GeosegError, GeosegIOError, JobLockedError
 
 if TYPE_CHECKING:
     from .export.report import RunReport
@@ -50,7 +50,6 @@ if TYPE_CHECKING:
 __all__ = [
     "BatchJob",
     "BatchResult",
-    "JobLockedError",
     "SceneOutcome",
     "load_job",
     "run_batch",
@@ -62,10 +61,6 @@ log = logging.getLogger(__name__)
 #: Settings of ``geoseg run`` that change no output byte: a scene mapped with other values is still current.
 _NEUTRAL = frozenset({"scene", "model", "outdir", "overwrite", "chunk", "scheduler", "workers", "keep_intermediate"})
 _GLOB = frozenset("*?[")
-
-
-class JobLockedError(LockedError):
-    """Another run of the same job holds its lock."""
 
 
 class BatchJob(BaseModel):

@@ -9,6 +9,7 @@ subclass also inherits the builtin it resembles, so callers can catch either::
     │   └── ModelNotFoundError(ConfigError, LookupError)   no checkpoint or installed model matches
     ├── CheckpointError(GeosegError, ValueError)     a model file is not a usable geoseg checkpoint
     ├── LockedError(GeosegError, RuntimeError)       another geoseg process is writing the same outputs
+    │   └── JobLockedError(LockedError)              another run of the same regional job is in progress
     └── GeosegIOError(GeosegError, OSError)          a file cannot be read or written
         ├── SceneNotFoundError(GeosegIOError, FileNotFoundError)
         ├── OutputExistsError(GeosegIOError, FileExistsError)
@@ -27,6 +28,7 @@ __all__ = [
     "ConfigError",
     "GeosegError",
     "GeosegIOError",
+    "JobLockedError",
     "LockedError",
     "ModelExistsError",
     "ModelNotFoundError",
@@ -54,6 +56,10 @@ class CheckpointError(GeosegError, ValueError):
 
 class LockedError(GeosegError, RuntimeError):
     """Another geoseg process holds the lock on the same outputs (the command line exits 75: try later)."""
+
+
+class JobLockedError(LockedError):
+    """Another run of the same regional job holds its lock."""
 
 
 class GeosegIOError(GeosegError, OSError):

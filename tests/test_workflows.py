@@ -362,8 +362,7 @@ def test_prefect_flow_fails_on_failed_scenes_and_returns_manifest(
 def test_prefect_flow_retries_only_transient_errors(
     prefect_server: None, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from geoseg.batch import JobLockedError
-    from geoseg.errors import ConfigError
+    from geoseg.errors import ConfigError, JobLockedError
 
     module = _load_flow(monkeypatch)
     monkeypatch.setattr(module, "run_job", module.run_job.with_options(retry_delay_seconds=0, retry_jitter_factor=None))

@@ -32,7 +32,8 @@ from typing import Any
 from prefect import flow, get_run_logger, task
 from prefect.cache_policies import NONE
 
-from geoseg.batch import JobLockedError, load_job, run_batch
+from geoseg.batch import load_job, run_batch
+from geoseg.errors import JobLockedError
 
 __all__ = ["ScenesFailed", "map_region"]
 
