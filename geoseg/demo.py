@@ -49,8 +49,8 @@ class DemoSettings:
     encoder: str = "resnet18"
     tile: int = 384
     batch: int = 4
-    epochs: int = 8
-    steps_per_epoch: int = 110
+    epochs: int = 5
+    steps_per_epoch: int = 210
     lr: float = 4e-3
     max_minutes: float | None = None
     seed: int = 0
