@@ -18,7 +18,7 @@ later, one window at a time, by :func:`read_image` and :func:`read_labels`:
 :func:`grid_windows` cuts an image into validation windows; :func:`band_stats`
 and :func:`class_pixels` estimate the normalisation and the class balance from
 random windows. Nothing here reads a whole tile at once, and nothing imports
-torch: the training loop (:mod:`geoseg.predict.fit`) turns the numpy windows
+torch: the training loop (:mod:`geoseg.training.fit`) turns the numpy windows
 into tensors.
 
 Label values are class ids ``0..n-1`` of a :class:`~geoseg.classes.ClassTable`

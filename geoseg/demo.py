@@ -95,10 +95,10 @@ def demo(
     """
     from . import datasets
     from .config import RunConfig
-    from .evaluate import evaluate
     from .pipeline import run
     from .synthetic import SceneSpec, write_scene
-    from .train import TrainConfig, train
+    from .training.evaluate import evaluate
+    from .training.train import TrainConfig, train
 
     s = settings
     t0 = time.perf_counter()

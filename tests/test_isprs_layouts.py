@@ -33,9 +33,9 @@ from geoseg.datasets import (
     read_labels,
     vaihingen,
 )
-from geoseg.evaluate import default_overlap, evaluate
 from geoseg.predict.checkpoint import read_spec
-from geoseg.train import TrainConfig, train
+from geoseg.training.evaluate import default_overlap, evaluate
+from geoseg.training.train import TrainConfig, train
 from tests.conftest import write_tif
 from tests.test_datasets import SIZE, _eroded, _ids, _tile_seed, _write_rgb_label
 

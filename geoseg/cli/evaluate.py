@@ -81,11 +81,11 @@ def evaluate(
 
     from .. import datasets
     from ..errors import ConfigError
-    from ..evaluate import dataset_samples
-    from ..evaluate import evaluate as run_evaluation
     from ..library import resolve_model
-    from ..metrics import format_rows
     from ..predict.checkpoint import read_spec
+    from ..training.evaluate import dataset_samples
+    from ..training.evaluate import evaluate as run_evaluation
+    from ..training.metrics import format_rows
 
     if (dataset is None) == (not images or not labels):
         raise ConfigError("give either --dataset or both --images and --labels")

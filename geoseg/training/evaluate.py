@@ -10,7 +10,7 @@ Every score says which reference it used (:data:`REFERENCES`):
 - ``official eroded``: the dataset's eroded ("noBoundary") references, whose
   black object boundaries are ignored;
 - ``geoseg 3-px erosion``: the full labels with a band of radius 3 px around
-  every boundary ignored (:func:`geoseg.metrics.erode_boundaries`, the ISPRS
+  every boundary ignored (:func:`geoseg.training.metrics.erode_boundaries`, the ISPRS
   recipe), for images without an official eroded reference.
 
 The protocols are ``full`` and ``eroded``, each with ``all classes`` or ``no
@@ -42,12 +42,12 @@ import numpy as np
 import rasterio
 from rasterio.transform import from_origin
 
-from . import datasets
-from .classes import NODATA
-from .datasets import Sample, read_image, read_labels
-from .errors import ConfigError
+from .. import datasets
+from ..classes import NODATA
+from ..datasets import Sample, read_image, read_labels
+from ..errors import ConfigError
+from ..tiling import DEFAULT_OVERLAP
 from .metrics import ConfusionMatrix, Scores, erode_boundaries, plot_confusion
-from .tiling import DEFAULT_OVERLAP
 
 __all__ = [
     "REFERENCES",
@@ -241,9 +241,9 @@ def evaluate(
         The model's bands cannot be matched by meaning (the message says
         which bands the images hold and how to choose others).
     """
-    from .config import RunConfig
-    from .pipeline import run
-    from .predict.checkpoint import read_spec
+    from ..config import RunConfig
+    from ..pipeline import run
+    from ..predict.checkpoint import read_spec
 
     if not samples:
         raise ConfigError("nothing to evaluate: the dataset holds no test images")
@@ -359,7 +359,7 @@ def evaluate(
         },
         "images": per_image,
     }
-    from ._files import write_json
+    from .._files import write_json
 
     report_path = write_json(report, outdir / "evaluation.json")
     png = plot_confusion(
