@@ -23,7 +23,7 @@ from geoseg.training.metrics import (
     plot_confusion,
 )
 
-LABELED = Path(__file__).resolve().parents[2] / "shared" / "data" / "labeled"
+LABELED = Path(__file__).resolve().parents[3] / "shared" / "data" / "labeled"
 NAN = math.nan
 
 
@@ -456,7 +456,7 @@ def test_import_loads_neither_torch_nor_matplotlib():
         capture_output=True,
         text=True,
         check=True,
-        cwd=Path(__file__).resolve().parents[1],
+        cwd=Path(__file__).resolve().parents[2],
     )
     assert res.stdout.strip() == "[]"
 

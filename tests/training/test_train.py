@@ -22,7 +22,7 @@ from geoseg.pipeline import run
 from geoseg.synthetic import SceneSpec, write_scene
 from geoseg.training.train import TrainConfig, class_weights, train
 
-LABELED = Path(__file__).resolve().parents[2] / "shared" / "data" / "labeled"
+LABELED = Path(__file__).resolve().parents[3] / "shared" / "data" / "labeled"
 POTSDAM = LABELED / "isprs_potsdam"
 
 
