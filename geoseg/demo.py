@@ -93,10 +93,10 @@ def demo(
     ``data``, ``train``/``validate``/``epoch`` (see :func:`geoseg.train.train`),
     ``segment``/``clean``/``vectorize``/``export`` (the map) and ``evaluate``.
     """
-    from . import datasets
     from .config import RunConfig
     from .pipeline import run
     from .synthetic import SceneSpec, write_scene
+    from .training import datasets
     from .training.evaluate import evaluate
     from .training.train import TrainConfig, train
 

@@ -7,9 +7,11 @@ subclass also inherits the builtin it resembles, so callers can catch either::
     ├── SceneError(GeosegError, ValueError)          the scene cannot be used as given
     ├── ConfigError(GeosegError, ValueError)         an option or setting is invalid
     ├── CheckpointError(GeosegError, ValueError)     a model file is not a usable geoseg checkpoint
+    ├── DatasetError(GeosegError, ValueError)        dataset files exist but cannot be used as given
     ├── LockedError(GeosegError, RuntimeError)       another geoseg process is writing the same outputs
     └── GeosegIOError(GeosegError, OSError)          a file cannot be read or written
         ├── SceneNotFoundError(GeosegIOError, FileNotFoundError)
+        ├── DatasetNotFoundError(GeosegIOError, FileNotFoundError)
         └── OutputExistsError(GeosegIOError, FileExistsError)
 
 Messages are one line and say how to fix the problem; the command-line
@@ -21,6 +23,8 @@ from __future__ import annotations
 __all__ = [
     "CheckpointError",
     "ConfigError",
+    "DatasetError",
+    "DatasetNotFoundError",
     "GeosegError",
     "GeosegIOError",
     "LockedError",
@@ -46,6 +50,10 @@ class CheckpointError(GeosegError, ValueError):
     """A model file is not a usable geoseg checkpoint."""
 
 
+class DatasetError(GeosegError, ValueError):
+    """Dataset files exist but cannot be used as given (label values, sizes, bands, unmatched files)."""
+
+
 class LockedError(GeosegError, RuntimeError):
     """Another geoseg process holds the lock on the same outputs (the command line exits 75: try later)."""
 
@@ -56,6 +64,10 @@ class GeosegIOError(GeosegError, OSError):
 
 class SceneNotFoundError(GeosegIOError, FileNotFoundError):
     """The input path does not exist."""
+
+
+class DatasetNotFoundError(GeosegIOError, FileNotFoundError):
+    """A dataset folder or file is missing; the message names the path that was expected."""
 
 
 class OutputExistsError(GeosegIOError, FileExistsError):

@@ -79,10 +79,10 @@ def evaluate(
     from rich.console import Console
     from rich.table import Table
 
-    from .. import datasets
     from ..errors import ConfigError
     from ..library import resolve_model
     from ..predict.checkpoint import read_spec
+    from ..training import datasets
     from ..training.evaluate import dataset_samples
     from ..training.evaluate import evaluate as run_evaluation
     from ..training.metrics import format_rows

@@ -42,11 +42,12 @@ import numpy as np
 import rasterio
 from rasterio.transform import from_origin
 
-from .. import datasets
 from ..classes import NODATA
-from ..datasets import Sample, read_image, read_labels
 from ..errors import ConfigError
 from ..tiling import DEFAULT_OVERLAP
+from . import datasets
+from .datasets import Sample, read_image, read_labels
+from .datasets.samples import _open
 from .metrics import ConfusionMatrix, Scores, erode_boundaries, plot_confusion
 
 __all__ = [
@@ -176,7 +177,7 @@ def _scene_for(
     ``bands_used`` in the run report) stay those of the user's file; it
     carries the bands' meaning as band descriptions where the dataset knows it.
     """
-    with datasets._open(sample.image) as ds:  # PNG crops carry no georeferencing: no warning for that
+    with _open(sample.image) as ds:  # PNG crops carry no georeferencing: no warning for that
         if ds.crs is not None and not ds.transform.is_identity and ds.driver == "GTiff":
             return Path(sample.image), bands
     data = read_image(replace(sample, bands=None))
@@ -231,13 +232,13 @@ def evaluate(
     bands : sequence of int, optional
         1-based bands of every image file to feed the model, in its order. By
         default they are matched by meaning where the dataset knows what its
-        bands hold (:func:`geoseg.datasets.match_bands`), else the sample's.
+        bands hold (:func:`geoseg.training.datasets.match_bands`), else the sample's.
 
     Raises
     ------
     ConfigError
         No samples, or a prediction that does not cover its reference.
-    geoseg.datasets.DatasetError
+    geoseg.errors.DatasetError
         The model's bands cannot be matched by meaning (the message says
         which bands the images hold and how to choose others).
     """

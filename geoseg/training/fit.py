@@ -1,6 +1,6 @@
 """Train a segmentation model: the torch side of ``geoseg train``.
 
-The data arrive as numpy windows (see :mod:`geoseg.datasets`); this module
+The data arrive as numpy windows (see :mod:`geoseg.training.datasets`); this module
 normalises them with the model's own statistics, runs the optimisation
 (cross-entropy with class weights + Dice, AdamW, linear warm-up then cosine
 decay, mixed precision on CUDA), validates after every epoch and keeps the

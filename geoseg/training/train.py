@@ -161,7 +161,7 @@ def class_weights(pixels: np.ndarray, *, clip: tuple[float, float] = (0.2, 5.0))
 
 
 def _pairs(cfg: TrainConfig, images: list[Path], labels: list[Path]) -> list[Any]:
-    from .. import datasets
+    from . import datasets
 
     return datasets.pairs(
         images, labels, label_kind=cfg.label_kind, index_offset=cfg.index_offset, ignore_value=cfg.ignore_value
@@ -182,7 +182,7 @@ def _potsdam_bands(cfg: TrainConfig, spec: Any, what: str) -> Any:
 
 def _samples(cfg: TrainConfig) -> tuple[list[Any], list[Any], str]:
     """Training samples, validation samples, and where the validation samples come from (for the log)."""
-    from .. import datasets
+    from . import datasets
 
     if cfg.dataset is None:
         assert cfg.images and cfg.labels
@@ -233,7 +233,7 @@ def _check_val_bands(train_samples: Sequence[Any], val_samples: Sequence[Any], n
 
 def _raster_facts(path: Path) -> tuple[int, str, float | None]:
     """Band count, data type and pixel size (metres, if georeferenced in a projected CRS) of an image."""
-    from ..datasets import _open  # tolerates PNGs without georeferencing, as datasets do
+    from .datasets.samples import _open  # tolerates PNGs without georeferencing, as datasets do
 
     with _open(path) as ds:
         gsd = None
@@ -246,7 +246,7 @@ def _val_windows(
     samples: Sequence[Any], size: int, limit: int
 ) -> Callable[[], Iterable[tuple[np.ndarray, np.ndarray]]]:
     """Up to `limit` windows spread evenly over the samples' grids, read lazily each time."""
-    from .. import datasets
+    from . import datasets
 
     every = [(s, w) for s in samples for w in datasets.grid_windows(s, size=size)]
     if len(every) > limit:
@@ -269,8 +269,8 @@ def train(cfg: TrainConfig, *, progress: Callable[[str, int, int, dict[str, Any]
     ConfigError, DatasetError
         Wrong settings or unreadable data, with a message saying what to change.
     """
-    from .. import datasets
     from ..predict.spec import ModelSpec
+    from . import datasets
     from .fit import FitOptions, fit
 
     t0 = time.perf_counter()

@@ -16,10 +16,10 @@ from click.testing import CliRunner
 
 from geoseg.cli import main
 from geoseg.config import RunConfig
-from geoseg.datasets import Sample, read_image, read_labels
 from geoseg.demo import DemoSettings, demo
 from geoseg.pipeline import run
 from geoseg.synthetic import SceneSpec, write_scene
+from geoseg.training.datasets import Sample, read_image, read_labels
 from geoseg.training.train import TrainConfig, class_weights, train
 
 LABELED = Path(__file__).resolve().parents[3] / "shared" / "data" / "labeled"
