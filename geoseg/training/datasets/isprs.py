@@ -3,15 +3,21 @@
 :func:`potsdam` and :func:`vaihingen` return the samples of an official
 train/test split that are present under a folder; :func:`potsdam_bands_for`
 says which Potsdam imagery holds a model's bands.
+
+Both datasets are read by one finder from a small table each (:class:`_Layout`):
+archive folders, the official names of tiles, references and eroded
+references, the imagery per band choice, the official splits, and the
+messages that say what is missing.
 """
 
 from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal, get_args
+from typing import Any, Literal, get_args
 
 import numpy as np
 from rasterio.windows import Window
@@ -54,29 +60,133 @@ VAIHINGEN_TRAIN: tuple[int, ...] = (1, 3, 5, 7, 11, 13, 15, 17, 21, 23, 26, 28, 
 #: Vaihingen test areas (17).
 VAIHINGEN_TEST: tuple[int, ...] = (2, 4, 6, 8, 10, 12, 14, 16, 20, 22, 24, 27, 29, 31, 33, 35, 38)
 
-# Potsdam image folders per band choice: (folder, file suffix, bands to read), first found wins.
-_POTSDAM_IMAGES: dict[str, tuple[tuple[str, str, tuple[int, ...] | None], ...]] = {
-    "rgb": (("2_Ortho_RGB", "RGB", None), ("4_Ortho_RGBIR", "RGBIR", (1, 2, 3))),
-    "rgbir": (("4_Ortho_RGBIR", "RGBIR", None),),
-    "irrg": (("4_Ortho_RGBIR", "RGBIR", (4, 1, 2)), ("3_Ortho_IRRG", "IRRG", None)),
-}
-# 5_Labels_all (2018 release) covers all 38 tiles; 5_Labels_for_participants the 24 training tiles.
-_POTSDAM_LABELS = ("5_Labels_all", "5_Labels_for_participants")
-_POTSDAM_ERODED = (
-    "5_Labels_all_noBoundary",
-    "5_Labels_for_participants_no_Boundary",
-    "5_Labels_for_participants_noBoundary",
-)
 _POTSDAM_BAND_NAMES: dict[str, tuple[str, ...]] = {
     "RGB": ("red", "green", "blue"),
     "RGBIR": ("red", "green", "blue", "nir"),
     "IRRG": ("nir", "red", "green"),
 }
-_VAIHINGEN_IMAGES = "top"
-_VAIHINGEN_BAND_NAMES = ("nir", "red", "green")
-_VAIHINGEN_PACKAGE = "ISPRS_semantic_labeling_Vaihingen"
-_VAIHINGEN_LABELS = ("gts_for_participants", "ISPRS_semantic_labeling_Vaihingen_ground_truth_COMPLETE")
-_VAIHINGEN_ERODED = ("gts_eroded_for_participants", "ISPRS_semantic_labeling_Vaihingen_ground_truth_eroded_COMPLETE")
+
+
+@dataclass(frozen=True)
+class _Imagery:
+    """One kind of imagery of a dataset: the archive folder it unpacks into, a tile's file, the bands to read."""
+
+    folder: str  # the archive's folder: preferred where a file name occurs twice
+    file: str  # file name of tile ``{t}``
+    bands: tuple[int, ...] | None  # 1-based bands to read, in this order; None for all
+    band_names: tuple[str, ...]  # what the file's bands hold, in file order
+
+
+@dataclass(frozen=True)
+class _Layout:
+    """One ISPRS dataset as its archives unpack: official tiles, file names, folders, and what to say when missing.
+
+    File names hold ``{t}``, a tile id as :attr:`spellings` writes it. The
+    messages are :meth:`str.format` templates of the fields that
+    :func:`_find` passes (``name``, ``split``, ``root``, ``count``,
+    ``image``, ``label``, ``image_dir``, ``image_path``, ``label_dir``,
+    ``first_label_dir``, ``labels``, ``hint``).
+    """
+
+    name: str  # "Potsdam"
+    train: tuple[Any, ...]  # official training tiles
+    test: tuple[Any, ...]  # official test tiles
+    spellings: Callable[[Any], tuple[str, ...]]  # a tile id as file names write it; the first names the sample
+    sample: str  # the sample's name
+    imagery: dict[str, tuple[_Imagery, ...]]  # per band choice; the first found wins
+    label: str  # the colour-coded reference
+    eroded: str  # the eroded ("noBoundary") reference
+    label_folders: tuple[str, ...]  # reference archive folders, preferred first
+    eroded_folders: tuple[str, ...]  # eroded reference archive folders, preferred first
+    test_prefers_last: bool  # test tiles prefer the folders in reverse order
+    package: str | None  # the image archive's folder, beside which the reference archives unpack
+    holds: str  # what a root holds, for the message when it is no folder
+    no_labels: str  # message: images found but no reference
+    no_tiles: str  # message: no image found
+
+    def tiles(self, split: Split) -> tuple[Any, ...]:
+        return {"train": self.train, "test": self.test, "all": self.train + self.test}[split]
+
+    def prefer(self, folders: tuple[str, ...], tile: Any) -> tuple[str, ...]:
+        """`folders` in the order a tile prefers them."""
+        return folders[::-1] if self.test_prefers_last and tile in self.test else folders
+
+
+def _potsdam_tokens(tile: str) -> tuple[str, ...]:
+    a, b = tile.split("_")
+    return (f"{int(a)}_{int(b)}", f"{int(a):02d}_{int(b):02d}")
+
+
+def _as_written(tile: Any) -> tuple[str, ...]:
+    return (str(tile),)
+
+
+_RGB, _RGBIR, _IRRG = (_POTSDAM_BAND_NAMES[k] for k in ("RGB", "RGBIR", "IRRG"))
+# Potsdam imagery per band choice: the first found wins.
+_POTSDAM_IMAGES: dict[str, tuple[_Imagery, ...]] = {
+    "rgb": (
+        _Imagery("2_Ortho_RGB", "top_potsdam_{t}_RGB.tif", None, _RGB),
+        _Imagery("4_Ortho_RGBIR", "top_potsdam_{t}_RGBIR.tif", (1, 2, 3), _RGBIR),
+    ),
+    "rgbir": (_Imagery("4_Ortho_RGBIR", "top_potsdam_{t}_RGBIR.tif", None, _RGBIR),),
+    "irrg": (
+        _Imagery("4_Ortho_RGBIR", "top_potsdam_{t}_RGBIR.tif", (4, 1, 2), _RGBIR),
+        _Imagery("3_Ortho_IRRG", "top_potsdam_{t}_IRRG.tif", None, _IRRG),
+    ),
+}
+_POTSDAM = _Layout(
+    name="Potsdam",
+    train=POTSDAM_TRAIN,
+    test=POTSDAM_TEST,
+    spellings=_potsdam_tokens,
+    sample="top_potsdam_{t}",
+    imagery=_POTSDAM_IMAGES,
+    label="top_potsdam_{t}_label.tif",
+    eroded="top_potsdam_{t}_label_noBoundary.tif",
+    # 5_Labels_all (2018 release) covers all 38 tiles; 5_Labels_for_participants the 24 training tiles.
+    label_folders=("5_Labels_all", "5_Labels_for_participants"),
+    eroded_folders=(
+        "5_Labels_all_noBoundary",
+        "5_Labels_for_participants_no_Boundary",
+        "5_Labels_for_participants_noBoundary",
+    ),
+    test_prefers_last=False,
+    package=None,
+    holds="the unpacked ISPRS archives",
+    no_labels=(
+        "found {count} {name} {split} image(s) under {root} but no reference labels: expected {label} anywhere "
+        "under it (e.g. {first_label_dir}); the test-tile labels ship in {labels[0]}.zip ({labels[1]}.zip holds "
+        "the 24 training tiles only){hint}"
+    ),
+    no_tiles=(
+        "no {name} {split} tiles found under {root}: expected {image} and {label} anywhere under it (e.g. in "
+        "{image_dir} and {label_dir}); pass the folder that holds the unpacked archives{hint}"
+    ),
+)
+_VAIHINGEN = _Layout(
+    name="Vaihingen",
+    train=VAIHINGEN_TRAIN,
+    test=VAIHINGEN_TEST,
+    spellings=_as_written,
+    sample="top_mosaic_09cm_area{t}",
+    imagery={"irrg": (_Imagery("top", "top_mosaic_09cm_area{t}.tif", None, ("nir", "red", "green")),)},
+    label="top_mosaic_09cm_area{t}.tif",  # the image's name: told apart by folder, else by pixels
+    eroded="top_mosaic_09cm_area{t}_noBoundary.tif",
+    label_folders=("gts_for_participants", "ISPRS_semantic_labeling_Vaihingen_ground_truth_COMPLETE"),
+    eroded_folders=("gts_eroded_for_participants", "ISPRS_semantic_labeling_Vaihingen_ground_truth_eroded_COMPLETE"),
+    test_prefers_last=True,  # test areas take the references of the COMPLETE release
+    package="ISPRS_semantic_labeling_Vaihingen",
+    holds="top/",
+    no_labels=(
+        "found {count} {name} {split} image(s) under {root} but no reference labels: expected a colour-coded "
+        "{label} besides the image anywhere under it (e.g. {first_label_dir}); the test references ship in "
+        "{labels[1]}.zip, the training ones in {labels[0]}{hint}"
+    ),
+    no_tiles=(
+        "no {name} {split} areas found under {root}: expected {image} (image and colour-coded reference) anywhere "
+        "under it (e.g. {image_path} and {label_dir}); pass the folder that holds the unpacked archives{hint}"
+    ),
+)
 _MAX_DEPTH = 6  # folder levels searched under an ISPRS root for the official file names
 
 
@@ -172,9 +282,90 @@ def _check_root(root: PathLike, dataset: str, marker: str) -> Path:
     return p
 
 
-def _potsdam_tokens(tile: str) -> tuple[str, ...]:
-    a, b = tile.split("_")
-    return (f"{int(a)}_{int(b)}", f"{int(a):02d}_{int(b):02d}")
+def _find(layout: _Layout, root: PathLike, split: Split, bands: str) -> list[Sample]:
+    """The samples of `layout` whose image (of imagery `bands`) and reference lie under `root`, found by name."""
+    _check_split(split)
+    if bands not in layout.imagery:
+        raise ConfigError(f"bands must be one of {sorted(layout.imagery)}, got {bands!r}")
+    p = _check_root(root, layout.name, layout.holds)
+    if p.name == layout.package:  # the reference archives unpack beside the image archive's folder
+        roots = [p, *(p.parent / d for d in (*layout.label_folders, *layout.eroded_folders))]
+        found = _Found(roots, base=p.parent)
+    else:
+        found = _Found([p])
+    tiles = layout.tiles(split)
+    samples, images_found = [], 0
+    for tile in tiles:
+        spellings = layout.spellings(tile)
+        hit = _find_image(found, layout, layout.imagery[bands], spellings)
+        if hit is None:
+            continue
+        image, imagery, labels = hit
+        images_found += 1
+        label = _pick(labels, layout.prefer(layout.label_folders, tile))
+        if label is None:
+            continue
+        eroded = found.pick([layout.eroded.format(t=t) for t in spellings], layout.prefer(layout.eroded_folders, tile))
+        name = layout.sample.format(t=spellings[0])
+        samples.append(
+            Sample(image, label, "rgb", name, eroded=eroded, bands=imagery.bands, band_names=imagery.band_names)
+        )
+    if not samples:
+        first, imagery = tiles[0], layout.imagery[bands][0]
+        message = layout.no_labels if images_found else layout.no_tiles
+        raise DatasetNotFoundError(
+            message.format(
+                name=layout.name,
+                split=split,
+                root=p,
+                count=images_found,
+                image=imagery.file.format(t=first),
+                label=layout.label.format(t=first),
+                image_dir=p / imagery.folder,
+                image_path=p / imagery.folder / imagery.file.format(t=first),
+                label_dir=p / layout.label_folders[0],
+                first_label_dir=p / layout.prefer(layout.label_folders, first)[0],
+                labels=layout.label_folders,
+                hint=found.unzip_hint(),
+            )
+        )
+    _log_found(layout.name, split, samples, len(tiles), p)
+    return samples
+
+
+def _find_image(
+    found: _Found, layout: _Layout, choices: Sequence[_Imagery], spellings: Sequence[str]
+) -> tuple[Path, _Imagery, list[tuple[Path, tuple[str, ...]]]] | None:
+    """A tile's image, its imagery (the first of `choices` found) and the candidates for its reference."""
+    for imagery in choices:
+        hits = found.candidates([imagery.file.format(t=t) for t in spellings])
+        if imagery.file == layout.label:
+            # Images and references share their names: the image's folder, a reference folder, else the
+            # pixels tell them apart; among the images, the shallowest wins.
+            folder, label_folders = imagery.folder.lower(), {d.lower() for d in layout.label_folders}
+            images, labels = [], []
+            for path, rel in hits:
+                if folder in rel:
+                    images.append((path, rel))
+                elif label_folders & set(rel) or _looks_like_colour_label(path):
+                    labels.append((path, rel))
+                else:
+                    images.append((path, rel))
+            image = _pick(images)
+        else:
+            image = _pick(hits, [imagery.folder])
+            labels = found.candidates([layout.label.format(t=t) for t in spellings])
+        if image is not None:
+            return image, imagery, labels
+    return None
+
+
+def _log_found(dataset: str, split: str, samples: Sequence[Sample], expected: int, root: Path) -> None:
+    eroded = sum(s.eroded is not None for s in samples)
+    log.info(
+        "%s %s: %d of %d tiles under %s, %d with an official eroded (noBoundary) reference",
+        dataset, split, len(samples), expected, root, eroded,
+    )  # fmt: skip
 
 
 def potsdam(root: PathLike, *, split: Split = "train", bands: PotsdamBands = "rgb") -> list[Sample]:
@@ -215,55 +406,7 @@ def potsdam(root: PathLike, *, split: Split = "train", bands: PotsdamBands = "rg
         If no tile of the split is complete; the message names the file
         expected for the first tile (and the .zip archives to unpack, if any).
     """
-    _check_split(split)
-    if bands not in _POTSDAM_IMAGES:
-        raise ConfigError(f"bands must be one of {sorted(_POTSDAM_IMAGES)}, got {bands!r}")
-    p = _check_root(root, "Potsdam", "the unpacked ISPRS archives")
-    found = _Found([p])
-    tiles = {"train": POTSDAM_TRAIN, "test": POTSDAM_TEST, "all": POTSDAM_TRAIN + POTSDAM_TEST}[split]
-    samples, images_found = [], 0
-    for tile in tiles:
-        tokens = _potsdam_tokens(tile)
-        image, sel, names = None, None, None
-        for folder, suffix, sel_bands in _POTSDAM_IMAGES[bands]:
-            image = found.pick([f"top_potsdam_{t}_{suffix}.tif" for t in tokens], [folder])
-            if image is not None:
-                sel, names = sel_bands, _POTSDAM_BAND_NAMES[suffix]
-                break
-        if image is None:
-            continue
-        images_found += 1
-        label = found.pick([f"top_potsdam_{t}_label.tif" for t in tokens], _POTSDAM_LABELS)
-        if label is None:
-            continue
-        eroded = found.pick([f"top_potsdam_{t}_label_noBoundary.tif" for t in tokens], _POTSDAM_ERODED)
-        name = f"top_potsdam_{tokens[0]}"
-        samples.append(Sample(image, label, "rgb", name, eroded=eroded, bands=sel, band_names=names))
-    if not samples:
-        first = tiles[0]
-        if images_found:
-            raise DatasetNotFoundError(
-                f"found {images_found} Potsdam {split} image(s) under {p} but no reference labels: expected "
-                f"top_potsdam_{first}_label.tif anywhere under it (e.g. {p / _POTSDAM_LABELS[0]}); the test-tile "
-                f"labels ship in {_POTSDAM_LABELS[0]}.zip ({_POTSDAM_LABELS[1]}.zip holds the 24 training tiles "
-                f"only){found.unzip_hint()}"
-            )
-        folder, suffix, _ = _POTSDAM_IMAGES[bands][0]
-        raise DatasetNotFoundError(
-            f"no Potsdam {split} tiles found under {p}: expected top_potsdam_{first}_{suffix}.tif and "
-            f"top_potsdam_{first}_label.tif anywhere under it (e.g. in {p / folder} and "
-            f"{p / _POTSDAM_LABELS[0]}); pass the folder that holds the unpacked archives{found.unzip_hint()}"
-        )
-    _log_found("Potsdam", split, samples, len(tiles), p)
-    return samples
-
-
-def _log_found(dataset: str, split: str, samples: Sequence[Sample], expected: int, root: Path) -> None:
-    eroded = sum(s.eroded is not None for s in samples)
-    log.info(
-        "%s %s: %d of %d tiles under %s, %d with an official eroded (noBoundary) reference",
-        dataset, split, len(samples), expected, root, eroded,
-    )  # fmt: skip
+    return _find(_POTSDAM, root, split, bands)
 
 
 def vaihingen(root: PathLike, *, split: Split = "train") -> list[Sample]:
@@ -302,53 +445,7 @@ def vaihingen(root: PathLike, *, split: Split = "train") -> list[Sample]:
         If no area of the split is complete; the message names the file
         expected for the first area.
     """
-    _check_split(split)
-    p = _check_root(root, "Vaihingen", f"{_VAIHINGEN_IMAGES}/")
-    if p.name == _VAIHINGEN_PACKAGE:  # the reference archives unpack beside the image archive's folder
-        roots = [p, *(p.parent / d for d in (*_VAIHINGEN_LABELS, *_VAIHINGEN_ERODED))]
-        found = _Found(roots, base=p.parent)
-    else:
-        found = _Found([p])
-    areas = {"train": VAIHINGEN_TRAIN, "test": VAIHINGEN_TEST, "all": VAIHINGEN_TRAIN + VAIHINGEN_TEST}[split]
-    label_folders = {d.lower() for d in _VAIHINGEN_LABELS}
-    samples, images_found = [], 0
-    for area in areas:
-        stem = f"top_mosaic_09cm_area{area}"
-        images, labels = [], []
-        for path, rel in found.candidates([f"{stem}.tif"]):
-            if _VAIHINGEN_IMAGES in rel:
-                images.append((path, rel))
-            elif label_folders & set(rel) or _looks_like_colour_label(path):
-                labels.append((path, rel))
-            else:
-                images.append((path, rel))
-        image = _pick(images)
-        if image is None:
-            continue
-        images_found += 1
-        test = area in VAIHINGEN_TEST
-        label = _pick(labels, _VAIHINGEN_LABELS[::-1] if test else _VAIHINGEN_LABELS)
-        if label is None:
-            continue
-        eroded = found.pick([f"{stem}_noBoundary.tif"], _VAIHINGEN_ERODED[::-1] if test else _VAIHINGEN_ERODED)
-        samples.append(Sample(image, label, "rgb", stem, eroded=eroded, band_names=_VAIHINGEN_BAND_NAMES))
-    if not samples:
-        stem = f"top_mosaic_09cm_area{areas[0]}"
-        if images_found:
-            expected = p / (_VAIHINGEN_LABELS[1] if areas[0] in VAIHINGEN_TEST else _VAIHINGEN_LABELS[0])
-            raise DatasetNotFoundError(
-                f"found {images_found} Vaihingen {split} image(s) under {p} but no reference labels: expected a "
-                f"colour-coded {stem}.tif besides the image anywhere under it (e.g. {expected}); the test references "
-                f"ship in {_VAIHINGEN_LABELS[1]}.zip, the training ones in {_VAIHINGEN_LABELS[0]}"
-                f"{found.unzip_hint()}"
-            )
-        raise DatasetNotFoundError(
-            f"no Vaihingen {split} areas found under {p}: expected {stem}.tif (image and colour-coded reference) "
-            f"anywhere under it (e.g. {p / _VAIHINGEN_IMAGES / f'{stem}.tif'} and {p / _VAIHINGEN_LABELS[0]}); "
-            f"pass the folder that holds the unpacked archives{found.unzip_hint()}"
-        )
-    _log_found("Vaihingen", split, samples, len(areas), p)
-    return samples
+    return _find(_VAIHINGEN, root, split, "irrg")
 
 
 def potsdam_bands_for(names: Sequence[str]) -> PotsdamBands | None:
