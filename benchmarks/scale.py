@@ -192,7 +192,7 @@ def main() -> None:
     mo32 = model_only(ckpt, a.tile, "fp32", 12 * cores, cores) / recompute
 
     # seam quality: agreement with a single whole-scene forward pass (fp32) of a 1024² crop
-    from geoseg.predict.fit import predict_window
+    from geoseg.predict.window import predict_window
 
     crop = 1024
     with rasterio.open(scene) as ds:

@@ -1,9 +1,9 @@
 """``geoseg demo``: the whole pipeline offline, from nothing, in a few minutes on a laptop CPU.
 
 1. generate a synthetic training set and a separate test scene (:mod:`geoseg.synthetic`);
-2. train a small model on the training set (:mod:`geoseg.train`);
+2. train a small model on the training set (:mod:`geoseg.training.train`);
 3. map the test scene with ``geoseg run`` (class COG, styled GeoPackage, preview);
-4. score the map against the test scene's ground truth (:mod:`geoseg.evaluate`);
+4. score the map against the test scene's ground truth (:mod:`geoseg.training.evaluate`);
 5. install the model as ``demo`` (the default model if there is none yet).
 """
 
@@ -90,15 +90,15 @@ def demo(
     """Run the demo into `outdir` (created; files already there are replaced).
 
     `progress` is called as ``progress(stage, done, total, info)`` with stages
-    ``data``, ``train``/``validate``/``epoch`` (see :func:`geoseg.train.train`),
+    ``data``, ``train``/``validate``/``epoch`` (see :func:`geoseg.training.train.train`),
     ``segment``/``clean``/``vectorize``/``export`` (the map) and ``evaluate``.
     """
-    from . import datasets
     from .config import RunConfig
-    from .evaluate import evaluate
     from .pipeline import run
     from .synthetic import SceneSpec, write_scene
-    from .train import TrainConfig, train
+    from .training import datasets
+    from .training.evaluate import evaluate
+    from .training.train import TrainConfig, train
 
     s = settings
     t0 = time.perf_counter()

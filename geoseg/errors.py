@@ -8,10 +8,12 @@ subclass also inherits the builtin it resembles, so callers can catch either::
     ├── ConfigError(GeosegError, ValueError)         an option or setting is invalid
     │   └── ModelNotFoundError(ConfigError, LookupError)   no checkpoint or installed model matches
     ├── CheckpointError(GeosegError, ValueError)     a model file is not a usable geoseg checkpoint
+    ├── DatasetError(GeosegError, ValueError)        dataset files exist but cannot be used as given
     ├── LockedError(GeosegError, RuntimeError)       another geoseg process is writing the same outputs
     │   └── JobLockedError(LockedError)              another run of the same regional job is in progress
     └── GeosegIOError(GeosegError, OSError)          a file cannot be read or written
         ├── SceneNotFoundError(GeosegIOError, FileNotFoundError)
+        ├── DatasetNotFoundError(GeosegIOError, FileNotFoundError)
         ├── OutputExistsError(GeosegIOError, FileExistsError)
         │   └── ModelExistsError(OutputExistsError)   an installed model already has that name
         └── ChecksumError(GeosegIOError, ValueError)   a checkpoint does not have the expected SHA-256
@@ -26,6 +28,8 @@ __all__ = [
     "CheckpointError",
     "ChecksumError",
     "ConfigError",
+    "DatasetError",
+    "DatasetNotFoundError",
     "GeosegError",
     "GeosegIOError",
     "JobLockedError",
@@ -54,6 +58,10 @@ class CheckpointError(GeosegError, ValueError):
     """A model file is not a usable geoseg checkpoint."""
 
 
+class DatasetError(GeosegError, ValueError):
+    """Dataset files exist but cannot be used as given (label values, sizes, bands, unmatched files)."""
+
+
 class LockedError(GeosegError, RuntimeError):
     """Another geoseg process holds the lock on the same outputs (the command line exits 75: try later)."""
 
@@ -68,6 +76,10 @@ class GeosegIOError(GeosegError, OSError):
 
 class SceneNotFoundError(GeosegIOError, FileNotFoundError):
     """The input path does not exist."""
+
+
+class DatasetNotFoundError(GeosegIOError, FileNotFoundError):
+    """A dataset folder or file is missing; the message names the path that was expected."""
 
 
 class OutputExistsError(GeosegIOError, FileExistsError):

@@ -79,13 +79,13 @@ def evaluate(
     from rich.console import Console
     from rich.table import Table
 
-    from .. import datasets
     from ..errors import ConfigError
-    from ..evaluate import dataset_samples
-    from ..evaluate import evaluate as run_evaluation
-    from ..metrics import format_rows
     from ..models import resolve_model
     from ..predict.checkpoint import read_spec
+    from ..training import datasets
+    from ..training.evaluate import dataset_samples
+    from ..training.evaluate import evaluate as run_evaluation
+    from ..training.metrics import format_rows
 
     if (dataset is None) == (not images or not labels):
         raise ConfigError("give either --dataset or both --images and --labels")

@@ -9,7 +9,7 @@ from typing import Any
 
 import click
 
-from ..train import TrainConfig
+from ..training.train import TrainConfig
 
 
 def _option_for(name: str, info: Any) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
@@ -63,7 +63,7 @@ def train(config: Path | None, output_: Path | None, install_name: str | None, q
     """
     from rich.console import Console
 
-    from ..train import train as run_training
+    from ..training.train import train as run_training
     from ._progress import TrainProgress
 
     for key in ("images", "labels", "val_images", "val_labels"):

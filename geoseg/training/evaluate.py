@@ -10,7 +10,7 @@ Every score says which reference it used (:data:`REFERENCES`):
 - ``official eroded``: the dataset's eroded ("noBoundary") references, whose
   black object boundaries are ignored;
 - ``geoseg 3-px erosion``: the full labels with a band of radius 3 px around
-  every boundary ignored (:func:`geoseg.metrics.erode_boundaries`, the ISPRS
+  every boundary ignored (:func:`geoseg.training.metrics.erode_boundaries`, the ISPRS
   recipe), for images without an official eroded reference.
 
 The protocols are ``full`` and ``eroded``, each with ``all classes`` or ``no
@@ -42,12 +42,13 @@ import numpy as np
 import rasterio
 from rasterio.transform import from_origin
 
+from ..classes import NODATA
+from ..errors import ConfigError
+from ..tiling import DEFAULT_OVERLAP
 from . import datasets
-from .classes import NODATA
 from .datasets import Sample, read_image, read_labels
-from .errors import ConfigError
+from .datasets.samples import _open
 from .metrics import ConfusionMatrix, Scores, erode_boundaries, plot_confusion
-from .tiling import DEFAULT_OVERLAP
 
 __all__ = [
     "REFERENCES",
@@ -176,7 +177,7 @@ def _scene_for(
     ``bands_used`` in the run report) stay those of the user's file; it
     carries the bands' meaning as band descriptions where the dataset knows it.
     """
-    with datasets._open(sample.image) as ds:  # PNG crops carry no georeferencing: no warning for that
+    with _open(sample.image) as ds:  # PNG crops carry no georeferencing: no warning for that
         if ds.crs is not None and not ds.transform.is_identity and ds.driver == "GTiff":
             return Path(sample.image), bands
     data = read_image(replace(sample, bands=None))
@@ -231,19 +232,19 @@ def evaluate(
     bands : sequence of int, optional
         1-based bands of every image file to feed the model, in its order. By
         default they are matched by meaning where the dataset knows what its
-        bands hold (:func:`geoseg.datasets.match_bands`), else the sample's.
+        bands hold (:func:`geoseg.training.datasets.match_bands`), else the sample's.
 
     Raises
     ------
     ConfigError
         No samples, or a prediction that does not cover its reference.
-    geoseg.datasets.DatasetError
+    geoseg.errors.DatasetError
         The model's bands cannot be matched by meaning (the message says
         which bands the images hold and how to choose others).
     """
-    from .config import RunConfig
-    from .pipeline import run
-    from .predict.checkpoint import read_spec
+    from ..config import RunConfig
+    from ..pipeline import run
+    from ..predict.checkpoint import read_spec
 
     if not samples:
         raise ConfigError("nothing to evaluate: the dataset holds no test images")
@@ -359,7 +360,7 @@ def evaluate(
         },
         "images": per_image,
     }
-    from ._files import write_json
+    from .._files import write_json
 
     report_path = write_json(report, outdir / "evaluation.json")
     png = plot_confusion(

@@ -63,7 +63,7 @@ from typing import Any
 
 import numpy as np
 
-from .classes import NODATA, ClassTable
+from ..classes import NODATA, ClassTable
 
 __all__ = [
     "IGNORE",
@@ -467,7 +467,7 @@ def plot_confusion(scores: Scores, path: str | os.PathLike[str], *, classes: Cla
     )
     ax.set_title(f"{title}\n{line}" if title else line, fontsize=10)
 
-    from ._files import staged
+    from .._files import staged
 
     with staged(path) as tmp:
         fig.savefig(tmp, format="png")

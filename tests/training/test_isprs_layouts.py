@@ -20,7 +20,8 @@ from affine import Affine
 from click.testing import CliRunner
 
 from geoseg.cli import main
-from geoseg.datasets import (
+from geoseg.predict.checkpoint import read_spec
+from geoseg.training.datasets import (
     DatasetError,
     DatasetNotFoundError,
     DatasetSpec,
@@ -33,11 +34,10 @@ from geoseg.datasets import (
     read_labels,
     vaihingen,
 )
-from geoseg.evaluate import default_overlap, evaluate
-from geoseg.predict.checkpoint import read_spec
-from geoseg.train import TrainConfig, train
+from geoseg.training.evaluate import default_overlap, evaluate
+from geoseg.training.train import TrainConfig, train
 from tests.conftest import write_tif
-from tests.test_datasets import SIZE, _eroded, _ids, _tile_seed, _write_rgb_label
+from tests.training.test_datasets import SIZE, _eroded, _ids, _tile_seed, _write_rgb_label
 
 TRAIN_ARGS = (
     "--arch", "fcn", "--encoder", "resnet18", "--tile", 64, "--batch", 2, "--epochs", 1,

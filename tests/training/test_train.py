@@ -16,13 +16,13 @@ from click.testing import CliRunner
 
 from geoseg.cli import main
 from geoseg.config import RunConfig
-from geoseg.datasets import Sample, read_image, read_labels
 from geoseg.demo import DemoSettings, demo
 from geoseg.pipeline import run
 from geoseg.synthetic import SceneSpec, write_scene
-from geoseg.train import TrainConfig, class_weights, train
+from geoseg.training.datasets import Sample, read_image, read_labels
+from geoseg.training.train import TrainConfig, class_weights, train
 
-LABELED = Path(__file__).resolve().parents[2] / "shared" / "data" / "labeled"
+LABELED = Path(__file__).resolve().parents[3] / "shared" / "data" / "labeled"
 POTSDAM = LABELED / "isprs_potsdam"
 
 
@@ -119,7 +119,7 @@ def test_tiled_prediction_agrees_with_one_whole_image_pass(tiny_demo, tmp_path):
 
 def seam_agreement(checkpoint: Path, workdir: Path) -> float:
     """Tile 256 / overlap 64 against one whole-image forward pass over a seeded 1024 x 1024 synthetic scene."""
-    from geoseg.predict.fit import predict_window
+    from geoseg.predict.window import predict_window
 
     scene = workdir / "seams.tif"
     write_scene(SceneSpec(width=1024, height=1024, pixel_size=0.25, seed=77), scene)
@@ -241,7 +241,7 @@ def test_mmseg_layout_validates_on_its_val_folders(tmp_path, caplog):
     }
     assert "val_miou" in extra["history"][0]
     # without validation data the run says that it selects on the training images
-    with caplog.at_level("WARNING", logger="geoseg.train"):
+    with caplog.at_level("WARNING", logger="geoseg.training.train"):
         cfg = TrainConfig(
             images=[tmp_path / "img_dir" / "train"], labels=[tmp_path / "ann_dir" / "train"], label_kind="index",
             index_offset=1, ignore_value=0, arch="fcn", encoder="resnet18", tile=64, batch=2, epochs=1,

@@ -1,7 +1,7 @@
 """``geoseg train``: a model from labelled imagery (ISPRS Potsdam/Vaihingen, image/label pairs, synthetic scenes).
 
 This module assembles the data and the model description; the optimisation
-itself is torch code in :mod:`geoseg.predict.fit`. Importing it does not
+itself is torch code in :mod:`geoseg.training.fit`. Importing it does not
 import torch.
 
 Every setting is a field of :class:`TrainConfig`, settable from a YAML file
@@ -24,10 +24,10 @@ import numpy as np
 import yaml
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError
 
-from .classes import ISPRS
-from .config import Precision, check_tile, config_error
-from .errors import ConfigError
-from .predict.spec import Architecture
+from ..classes import ISPRS
+from ..config import Precision, check_tile, config_error
+from ..errors import ConfigError
+from ..predict.spec import Architecture
 
 __all__ = ["TrainConfig", "TrainResult", "class_weights", "train"]
 
@@ -233,7 +233,7 @@ def _check_val_bands(train_samples: Sequence[Any], val_samples: Sequence[Any], n
 
 def _raster_facts(path: Path) -> tuple[int, str, float | None]:
     """Band count, data type and pixel size (metres, if georeferenced in a projected CRS) of an image."""
-    from .datasets import _open  # tolerates PNGs without georeferencing, as datasets do
+    from .datasets.samples import _open  # tolerates PNGs without georeferencing, as datasets do
 
     with _open(path) as ds:
         gsd = None
@@ -269,9 +269,9 @@ def train(cfg: TrainConfig, *, progress: Callable[[str, int, int, dict[str, Any]
     ConfigError, DatasetError
         Wrong settings or unreadable data, with a message saying what to change.
     """
+    from ..predict.spec import ModelSpec
     from . import datasets
-    from .predict.fit import FitOptions, fit
-    from .predict.spec import ModelSpec
+    from .fit import FitOptions, fit
 
     t0 = time.perf_counter()
     train_samples, val_samples, val_source = _samples(cfg)

@@ -1,4 +1,4 @@
-"""Tests of geoseg.metrics: hand-computed scores, the absent/excluded-class rules, boundary erosion, real labels."""
+"""geoseg.training.metrics: hand-computed scores, the absent/excluded-class rules, boundary erosion, real labels."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ import pytest
 from PIL import Image
 
 from geoseg.classes import ISPRS, NODATA, ClassTable, LandCoverClass
-from geoseg.metrics import (
+from geoseg.training.metrics import (
     IGNORE,
     TABLE_HEADER,
     ConfusionMatrix,
@@ -23,7 +23,7 @@ from geoseg.metrics import (
     plot_confusion,
 )
 
-LABELED = Path(__file__).resolve().parents[2] / "shared" / "data" / "labeled"
+LABELED = Path(__file__).resolve().parents[3] / "shared" / "data" / "labeled"
 NAN = math.nan
 
 
@@ -146,9 +146,9 @@ def test_invalid_prediction_on_a_reference_class_raises():
 
 
 def test_errors_in_a_later_chunk_leave_the_matrix_unchanged(monkeypatch):
-    import geoseg.metrics
+    import geoseg.training.metrics
 
-    monkeypatch.setattr(geoseg.metrics, "_CHUNK", 4)
+    monkeypatch.setattr(geoseg.training.metrics, "_CHUNK", 4)
     cm = ConfusionMatrix(3)
     target = np.array([0, 1, 2, 0, 1, 2, 0, 9])
     with pytest.raises(ValueError, match=r"\b9\b"):
@@ -450,13 +450,13 @@ def test_plot_confusion_failure_leaves_nothing(tmp_path):
 
 
 def test_import_loads_neither_torch_nor_matplotlib():
-    code = "import sys, geoseg.metrics; print(sorted(m for m in ('torch', 'matplotlib') if m in sys.modules))"
+    code = "import sys, geoseg.training.metrics; print(sorted(m for m in ('torch', 'matplotlib') if m in sys.modules))"
     res = subprocess.run(
         [sys.executable, "-c", code],
         capture_output=True,
         text=True,
         check=True,
-        cwd=Path(__file__).resolve().parents[1],
+        cwd=Path(__file__).resolve().parents[2],
     )
     assert res.stdout.strip() == "[]"
 

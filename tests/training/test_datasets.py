@@ -1,4 +1,4 @@
-"""geoseg.datasets: ISPRS layouts and splits, image/label pairing, label decoding, lazy training windows, statistics."""
+"""geoseg.training.datasets: ISPRS layouts and splits, image/label pairing, label decoding, lazy windows, statistics."""
 
 from __future__ import annotations
 
@@ -11,9 +11,9 @@ import rasterio
 from rasterio.errors import NotGeoreferencedWarning
 from rasterio.windows import Window
 
-from geoseg import datasets
 from geoseg.classes import ISPRS, NODATA
-from geoseg.datasets import (
+from geoseg.errors import GeosegError
+from geoseg.training.datasets import (
     POTSDAM_TEST,
     POTSDAM_TRAIN,
     VAIHINGEN_TEST,
@@ -30,13 +30,13 @@ from geoseg.datasets import (
     potsdam,
     read_image,
     read_labels,
+    sampling,
     synthetic,
     vaihingen,
 )
-from geoseg.errors import GeosegError
 from tests.conftest import write_tif
 
-LABELED = Path(__file__).resolve().parents[2] / "shared" / "data" / "labeled"
+LABELED = Path(__file__).resolve().parents[3] / "shared" / "data" / "labeled"
 SIZE = 64
 
 
@@ -425,14 +425,14 @@ def test_window_sampler_reads_windows_lazily(tmp_path, monkeypatch):
     lab = _index_label(tmp_path / "big_label.tif", _ids(2, h, w))
     sample = Sample(img, lab, "index", "big", ignore_value=NODATA)
     reads: list[tuple[Window | None, tuple[int, ...]]] = []
-    real = datasets.read_image
+    real = sampling.read_image
 
     def spy(s, window=None):
         out = real(s, window)
         reads.append((window, out.shape))
         return out
 
-    monkeypatch.setattr(datasets, "read_image", spy)
+    monkeypatch.setattr(sampling, "read_image", spy)
     list(WindowSampler([sample], size=32, per_epoch=5).epoch(0))
     assert len(reads) == 5
     for window, shape in reads:
