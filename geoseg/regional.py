@@ -33,7 +33,8 @@ from pyproj import CRS, Transformer
 
 from .classes import ClassTable
 from .errors import GeosegIOError
-from .vectorize import _dissolve_seam_pieces, _UnionFind, measure, to_crs
+from .vectorize import measure, to_crs
+from .vectorize.seams import _dissolve_seam_pieces, _UnionFind
 
 __all__ = ["MergeResult", "merge_layers"]
 

@@ -164,7 +164,7 @@ def test_label_regions_are_each_class_s_connected_components_in_raster_order(mon
     """One-pass labelling gives the same regions as labelling every class mask with scipy."""
     import cc3d
 
-    import geoseg.vectorize as vec
+    import geoseg.vectorize.polygons as vec
 
     if renumbered:  # a labeller numbering regions in another order must be renumbered, not trusted
         label = cc3d.connected_components
