@@ -18,22 +18,30 @@ The stage's modules, in the order a block goes through them::
     cleaning   minimum mapping unit (sieve) and area-bounded coverage simplification
     seams      join regions cut by block edges (SeamMerger), exactly
     georef     into the scene's CRS; areas and perimeters in metres (Georef)
+    cells      a run's vector stage: the raster cell by cell into a GeoPackage (vectorize_cells)
+    raster     ``geoseg vectorize``: a class GeoTIFF into a GeoPackage (vectorize_raster)
 """
 
 from __future__ import annotations
 
-from .cleaning import MAX_AREA_CHANGE, apply_sieve, clean_block, sieve, simplify, simplify_bounded
+from .cells import ClassSource, VectorSummary, vectorize_cells
+from .cleaning import MAX_AREA_CHANGE, Cleaning, apply_sieve, clean_block, sieve, simplify, simplify_bounded
 from .georef import Georef, area_method, measure, pixel_areas, to_crs
 from .polygons import BlockPolygons, Features, Polygons, label_regions, polygonize_block
+from .raster import VectorizeResult, vectorize_raster
 from .seams import SeamMerger, merge_blocks, split_block
 
 __all__ = [
     "MAX_AREA_CHANGE",
     "BlockPolygons",
+    "ClassSource",
+    "Cleaning",
     "Features",
     "Georef",
     "Polygons",
     "SeamMerger",
+    "VectorSummary",
+    "VectorizeResult",
     "apply_sieve",
     "area_method",
     "clean_block",
@@ -47,4 +55,6 @@ __all__ = [
     "simplify_bounded",
     "split_block",
     "to_crs",
+    "vectorize_cells",
+    "vectorize_raster",
 ]

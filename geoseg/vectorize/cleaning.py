@@ -13,6 +13,7 @@ from __future__ import annotations
 import dataclasses
 import heapq
 import logging
+from dataclasses import dataclass
 
 import numpy as np
 import shapely
@@ -24,6 +25,7 @@ from .seams import _link, _UnionFind
 __all__ = [
     "MAX_AREA_CHANGE",
     "MAX_POLYGON_CHANGE",
+    "Cleaning",
     "apply_sieve",
     "clean_block",
     "sieve",
@@ -45,7 +47,7 @@ def sieve(parts: dict[tuple[int, int], BlockPolygons], min_pixels: float) -> dic
     block with :func:`apply_sieve` gives the cleaned class raster, which
     has no region below `min_pixels` other than such islands.
 
-    `parts` must come from :func:`polygonize_block` with ``adjacency=True``.
+    `parts` must come from :func:`~geoseg.vectorize.polygons.polygonize_block` with ``adjacency=True``.
     """
     keys, offsets, roots, across = _link(parts)
     uniq, region = np.unique(roots, return_inverse=True)
@@ -146,7 +148,7 @@ _BOUND_ROUNDS = 4
 def simplify(polys: Polygons, tolerance: float, *, frozen: np.ndarray | None = None) -> Polygons:
     """Simplify all polygons together, keeping shared edges shared (no gaps or overlaps).
 
-    `tolerance` is in the polygons' units (pixels before :func:`to_crs`).
+    `tolerance` is in the polygons' units (pixels before :func:`~geoseg.vectorize.georef.to_crs`).
     Polygons flagged in `frozen` keep their exact outline, and so do their
     neighbours' edges along them: they are left out of the coverage, where
     their outlines become edges along a gap, which stay exact like edges
@@ -244,3 +246,34 @@ def clean_block(bp: BlockPolygons, simplify_pixels: float, min_pixels: float) ->
         return bp
     polys = simplify_bounded(bp.polygons(), simplify_pixels, min_pixels)
     return dataclasses.replace(bp, geoms=polys.geoms, adjacency=None, ragged=None)
+
+
+@dataclass(frozen=True)
+class Cleaning:
+    """Polygon cleaning in effect: minimum mapping unit and simplification tolerance."""
+
+    min_area_m2: float
+    simplify_m: float
+    pixel_m: float
+
+    #: Defaults, in pixels of the scene: regions under 16 pixels merge into a neighbour,
+    #: boundaries simplify by one pixel (staircases become straight edges).
+    DEFAULT_MIN_PIXELS = 16
+    DEFAULT_SIMPLIFY_PIXELS = 1.0
+
+    @classmethod
+    def resolve(cls, min_area: float | None, simplify_m: float | None, pixel_m: float) -> Cleaning:
+        """Settings in metres; None means the default for the scene's pixel size."""
+        if min_area is None:
+            min_area = cls.DEFAULT_MIN_PIXELS * pixel_m * pixel_m
+        if simplify_m is None:
+            simplify_m = cls.DEFAULT_SIMPLIFY_PIXELS * pixel_m
+        return cls(float(min_area), float(simplify_m), pixel_m)
+
+    @property
+    def min_pixels(self) -> float:
+        return self.min_area_m2 / (self.pixel_m * self.pixel_m)
+
+    @property
+    def simplify_pixels(self) -> float:
+        return self.simplify_m / self.pixel_m

@@ -286,7 +286,7 @@ def polygonize_block(
 
     With ``geometry=False`` only the regions' statistics and edge labels are
     computed; ``adjacency=True`` adds the shared edge length (in pixel edges)
-    of every pair of touching regions, for :func:`sieve`. Without confidence
+    of every pair of touching regions, for :func:`~geoseg.vectorize.cleaning.sieve`. Without confidence
     or adjacency, regions are taken straight from the polygons (no labelling
     pass).
 
