@@ -29,7 +29,7 @@ from .cleaning import MAX_AREA_CHANGE, Cleaning, apply_sieve, clean_block, sieve
 from .georef import Georef, area_method, measure, pixel_areas, to_crs
 from .polygons import BlockPolygons, Features, Polygons, label_regions, polygonize_block
 from .raster import VectorizeResult, vectorize_raster
-from .seams import SeamMerger, merge_blocks, split_block
+from .seams import SeamMerger, UnionFind, dissolve_pieces, merge_blocks, split_block
 
 __all__ = [
     "MAX_AREA_CHANGE",
@@ -40,11 +40,13 @@ __all__ = [
     "Georef",
     "Polygons",
     "SeamMerger",
+    "UnionFind",
     "VectorSummary",
     "VectorizeResult",
     "apply_sieve",
     "area_method",
     "clean_block",
+    "dissolve_pieces",
     "label_regions",
     "measure",
     "merge_blocks",

@@ -20,7 +20,7 @@ import shapely
 
 from ..classes import NODATA
 from .polygons import BlockPolygons, Polygons, label_regions
-from .seams import _link, _UnionFind
+from .seams import UnionFind, link_blocks
 
 __all__ = [
     "MAX_AREA_CHANGE",
@@ -49,7 +49,7 @@ def sieve(parts: dict[tuple[int, int], BlockPolygons], min_pixels: float) -> dic
 
     `parts` must come from :func:`~geoseg.vectorize.polygons.polygonize_block` with ``adjacency=True``.
     """
-    keys, offsets, roots, across = _link(parts)
+    keys, offsets, roots, across = link_blocks(parts)
     uniq, region = np.unique(roots, return_inverse=True)
     n = len(uniq)
     classes = np.concatenate([parts[k].classes for k in keys]) if keys else np.zeros(0, np.uint8)
@@ -85,7 +85,7 @@ def sieve(parts: dict[tuple[int, int], BlockPolygons], min_pixels: float) -> dic
             i, j = kk >> 32, kk & 0xFFFFFFFF
             nbrs.setdefault(i, {})[j] = w
             nbrs.setdefault(j, {})[i] = w
-    uf = _UnionFind(n)
+    uf = UnionFind(n)
 
     def absorb(target: int, r: int) -> None:
         uf.parent[r] = target

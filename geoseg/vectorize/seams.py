@@ -22,6 +22,9 @@ from .polygons import BlockPolygons, Polygons
 
 __all__ = [
     "SeamMerger",
+    "UnionFind",
+    "dissolve_pieces",
+    "link_blocks",
     "merge_blocks",
     "split_block",
 ]
@@ -29,8 +32,17 @@ __all__ = [
 log = logging.getLogger(__name__)
 
 
-class _UnionFind:
-    """Disjoint sets over ids ``0..n-1``, or (``n=None``) over ids added one by one; roots are the smallest ids."""
+class UnionFind:
+    """Disjoint sets over ids ``0..n-1``, or (``n=None``) over ids added one by one; roots are the smallest ids.
+
+    Examples
+    --------
+    >>> uf = UnionFind(5)
+    >>> uf.union(3, 1)
+    >>> uf.union(4, 3)
+    >>> [uf.find(i) for i in range(5)]
+    [0, 1, 2, 1, 1]
+    """
 
     def __init__(self, n: int | None = None) -> None:
         self.parent: Any = np.arange(n, dtype=np.int64) if n is not None else {}
@@ -69,7 +81,7 @@ def _seam_pairs(
     return ia, ib, ca[ia] == cb[ib]
 
 
-def _link(
+def link_blocks(
     parts: dict[tuple[int, int], BlockPolygons],
 ) -> tuple[list[tuple[int, int]], dict[tuple[int, int], int], np.ndarray, list[np.ndarray]]:
     """Join regions continuing across block edges.
@@ -84,7 +96,7 @@ def _link(
     for k in keys:
         offsets[k] = total
         total += len(parts[k])
-    uf = _UnionFind(total)
+    uf = UnionFind(total)
     across: list[np.ndarray] = []
     for by, bx in keys:
         a = parts[(by, bx)]
@@ -114,7 +126,7 @@ class SeamMerger:
 
     def __init__(self) -> None:
         self._pieces: dict[int, tuple[shapely.Geometry, int, int, int, int]] = {}
-        self._uf = _UnionFind()
+        self._uf = UnionFind()
         self._bottom: dict[int, tuple[np.ndarray, np.ndarray, int]] = {}
         self._next = 0
         self._xs: set[int] = set()
@@ -170,7 +182,7 @@ class SeamMerger:
             geom = pieces[0][0]
             if len(pieces) > 1:
                 self.merged += 1
-                geom = _dissolve_seam_pieces(
+                geom = dissolve_pieces(
                     np.array([q[0] for q in pieces], dtype=object),
                     np.array(sorted(self._xs)),
                     np.array(sorted(self._ys)),
@@ -218,14 +230,33 @@ def _densify_on_lines(ring: np.ndarray, xs: np.ndarray, ys: np.ndarray) -> np.nd
     return np.vstack([pts, pts[:1]])
 
 
-def _dissolve_seam_pieces(pieces: np.ndarray, xs: np.ndarray, ys: np.ndarray) -> shapely.Geometry:
-    """:func:`_dissolve` for the pieces of one region cut by the block edges at ``x in xs`` / ``y in ys``.
+def dissolve_pieces(pieces: np.ndarray, xs: np.ndarray, ys: np.ndarray) -> shapely.Geometry:
+    """One polygon from the pieces of a region cut along the grid lines ``x in xs`` and ``y in ys``, exactly.
+
+    The pieces are pixel polygons (whole-number vertices in one pixel grid)
+    that together make one region, cut at block edges or at the edges between
+    scenes on a shared grid; they meet only along those lines. The result is
+    their union, without the vertices the cuts left on straight runs.
 
     A piece's holes lie inside its block and never touch a block edge, so only
     the outer rings need joining; the holes are carried over as they are.
     With a vertex at every pixel corner along the seams, the outer rings form
     an edge-matched coverage and join with a coverage union, far cheaper than
     a general overlay (which stays the fallback).
+
+    Parameters
+    ----------
+    pieces : ndarray of shapely.Polygon
+        The pieces of one region.
+    xs, ys : ndarray of float
+        The columns of the vertical and the rows of the horizontal lines the
+        region was cut along.
+
+    Examples
+    --------
+    >>> pieces = np.array([shapely.box(0, 0, 2, 2), shapely.box(2, 0, 5, 2)], dtype=object)
+    >>> dissolve_pieces(pieces, np.array([2.0]), np.array([])).wkt
+    'POLYGON ((0 0, 0 2, 5 2, 5 0, 0 0))'
     """
     shells = shapely.polygons(
         [shapely.linearrings(_densify_on_lines(np.asarray(p.exterior.coords), xs, ys)) for p in pieces]
