@@ -67,7 +67,7 @@ def compare(name: str, cls: np.ndarray, pixel: float, workers: int, workdir: Pat
     from affine import Affine
 
     from geoseg.classes import ISPRS, NODATA
-    from geoseg.pipeline import vectorize_raster
+    from geoseg.vectorize import vectorize_raster
     from tests.conftest import write_tif
 
     path = write_tif(

@@ -35,6 +35,7 @@ from .errors import GeosegError, GeosegIOError
 
 __all__ = [
     "DISK_FULL",
+    "check_outdir",
     "free_bytes",
     "human_bytes",
     "remove_stale_parts",
@@ -150,6 +151,19 @@ def staged(path: str | os.PathLike[str]) -> Iterator[Path]:
     except BaseException:
         _cleanup(tmp)
         raise
+
+
+def check_outdir(outdir: Path) -> None:
+    """Create `outdir` if needed and check that files can be written into it (a one-line error if not)."""
+    try:
+        outdir.mkdir(parents=True, exist_ok=True)
+        probe = outdir / f".geoseg-write-test-{os.getpid()}"
+        probe.write_bytes(b"")
+        probe.unlink()
+    except OSError as exc:
+        raise GeosegIOError(
+            f"cannot write to output folder {outdir} ({exc.strerror or exc}); pass -o with a writable folder"
+        ) from exc
 
 
 def remove_stale_parts(path: str | os.PathLike[str]) -> None:

@@ -8,11 +8,32 @@ from __future__ import annotations
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future
+from dataclasses import dataclass, field
 from typing import Any, Protocol, TypeVar
 
-__all__ = ["BlockPool", "ClientPool", "Pool", "imap", "in_background", "release_free_memory"]
+__all__ = [
+    "BlockPool",
+    "ClientPool",
+    "Pool",
+    "ProgressCallback",
+    "Timed",
+    "imap",
+    "in_background",
+    "release_free_memory",
+]
 
 T = TypeVar("T")
+
+#: progress(stage, completed, total); stages: "segment", "vectorize", "export".
+ProgressCallback = Callable[[str, int, int], None]
+
+
+@dataclass
+class Timed:
+    """A task result with the seconds it spent per stage."""
+
+    value: Any
+    seconds: dict[str, float] = field(default_factory=dict)
 
 
 def release_free_memory() -> None:

@@ -13,10 +13,11 @@ prediction), the own part once the block is stitched and each edge part once
 the neighbour it is for is: what waits for the next row of blocks is a
 block's core classes and the thin bands along its edges.
 
-Vectorisation then streams over a fixed grid of cells (:data:`VECTOR_CELL`)
-read from the store: workers polygonise, clean and finish each cell; the
-calling process merges pieces across cell edges row by row and appends
-features to the GeoPackage as they complete (:func:`vectorize_cells`). Last,
+Vectorisation then streams over a fixed grid of cells
+(:data:`~geoseg.vectorize.cells.VECTOR_CELL`) read from the store: workers
+polygonise, clean and finish each cell; the calling process merges pieces
+across cell edges row by row and appends features to the GeoPackage as they
+complete (:func:`~geoseg.vectorize.vectorize_cells`). Last,
 the class COG is written from the store. Workers receive paths and small
 settings objects, never open datasets or models; each worker process loads
 the model once.
@@ -31,57 +32,37 @@ import platform
 import time
 from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from importlib import metadata
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from . import __version__
 from ._failpoints import failpoint
-from ._parallel import BlockPool, ClientPool, Pool, imap, in_background, release_free_memory
-from .classes import ISPRS, NODATA, ClassTable
+from ._files import check_outdir
+from ._parallel import BlockPool, ClientPool, Pool, ProgressCallback, Timed, in_background, release_free_memory
 from .config import RunConfig, check_tile
 from .errors import ConfigError, GeosegIOError, OutputExistsError, SceneError
-from .raster import SceneInfo, file_checksum, has_valid_pixels, open_scene, read_window, select_bands
+from .raster import file_checksum, has_valid_pixels, open_scene, read_window, select_bands
 from .stitch import BlockPartial, accumulate, finish_block, make_partial, tile_weights
 from .store import WorkStore
 from .tiling import BlockPlan, Rect, TileGrid
-from .vectorize import (
-    Features,
-    Georef,
-    SeamMerger,
-    apply_sieve,
-    area_method,
-    clean_block,
-    polygonize_block,
-    sieve,
-    split_block,
-)
+from .vectorize import ClassSource, Cleaning, cells, vectorize_cells
 
 if TYPE_CHECKING:
-    from .export import GeoPackageWriter
     from .export.report import RunReport
 
 __all__ = [
-    "VECTOR_CELL",
-    "ClassSource",
-    "Cleaning",
     "Job",
     "RunResult",
-    "VectorizeResult",
     "output_paths",
     "run",
-    "vectorize_cells",
-    "vectorize_raster",
 ]
 
 log = logging.getLogger(__name__)
-
-#: progress(stage, completed, total); stages: "segment", "vectorize", "export".
-ProgressCallback = Callable[[str, int, int], None]
 
 
 @dataclass(frozen=True)
@@ -104,14 +85,6 @@ class Job:
 
 
 # -- block tasks ------------------------------------------------------------------------------
-
-
-@dataclass
-class Timed:
-    """A task result with the seconds it spent per stage."""
-
-    value: Any
-    seconds: dict[str, float] = field(default_factory=dict)
 
 
 def predict_block(job: Job, by: int, bx: int) -> Timed:
@@ -179,86 +152,6 @@ def stitch_block(job: Job, by: int, bx: int, own: Timed, neighbours: Sequence[li
     WorkStore(job.store).write_block(job.plan.block(by, bx), cls, conf)
     failpoint("segment")
     return Timed(None, {"stitch": time.perf_counter() - t0, **own.seconds})
-
-
-#: Features gathered before one append to the GeoPackage (one append costs a file open and close).
-_WRITE_BATCH = 10_000
-
-#: The fixed grid (pixels, anchored at the scene origin) on which polygons are built, simplified
-#: and cleaned, then merged exactly across cell edges. It never changes with the chunk size,
-#: workers or scheduler, so neither do the polygons.
-VECTOR_CELL = 2048
-
-
-@dataclass(frozen=True)
-class ClassSource:
-    """Where a vectorisation reads classes: a run's work store, or a class GeoTIFF."""
-
-    path: str
-    kind: Literal["store", "raster"]
-    num_classes: int
-
-    def classes(self, core: Rect) -> np.ndarray:
-        if self.kind == "store":
-            return WorkStore(self.path).read(core, "classes")
-        data, valid = read_window(self.path, core.row0, core.col0, core.height, core.width, (1,))
-        cls = np.where(valid, data[0], NODATA).astype(np.uint8)
-        bad = (cls != NODATA) & (cls >= self.num_classes)
-        if bad.any():
-            raise SceneError(
-                f"{Path(self.path).name} holds value {int(cls[bad].max())}, which is no class id "
-                f"(0..{self.num_classes - 1}) and not nodata ({NODATA})"
-            )
-        return cls
-
-    def confidence(self, core: Rect) -> np.ndarray | None:
-        return WorkStore(self.path).read(core, "confidence") if self.kind == "store" else None
-
-    def keep_cleaned(self, core: Rect, classes: np.ndarray) -> None:
-        """Store a cell's sieved classes (they become the class raster)."""
-        if self.kind == "store":
-            WorkStore(self.path).write(core, classes, "cleaned")
-
-
-@dataclass(frozen=True)
-class CellTask:
-    """Polygonise one vector cell: ``task((index, lut))``; picklable, for worker processes.
-
-    ``regions_only`` gives just the region statistics and adjacency (the
-    sieve's input). Otherwise the cell is relabelled with its `lut` from
-    :func:`~geoseg.vectorize.sieve` (if any), polygonised, and cleaned
-    (:func:`~geoseg.vectorize.clean_block`); the result is the pieces on the
-    cell's edges, left for the seam merge, the polygons inside it,
-    finished as features (moved to the CRS, measured, encoded), and the
-    pixel count and ground area of every class in the (cleaned) cell, from
-    the raster itself (:meth:`~geoseg.vectorize.Georef.class_totals`).
-    """
-
-    source: ClassSource
-    cells: BlockPlan
-    georef: Georef | None = None
-    simplify_pixels: float = 0.0
-    min_pixels: float = 0.0
-    regions_only: bool = False
-
-    def __call__(self, item: tuple[tuple[int, int], np.ndarray | None]) -> Timed:
-        index, lut = item
-        t0 = time.perf_counter()
-        core = self.cells.block(*index).core
-        cls = self.source.classes(core)
-        if self.regions_only:
-            regions = polygonize_block(cls, None, core, index, geometry=False, adjacency=True)
-            return Timed(regions, {"regions": time.perf_counter() - t0})
-        failpoint("vectorize")
-        if lut is not None:
-            cls = apply_sieve(cls, lut)
-            self.source.keep_cleaned(core, cls)
-        polys = polygonize_block(cls, self.source.confidence(core), core, index)
-        polys = clean_block(polys, self.simplify_pixels, self.min_pixels)
-        assert self.georef is not None
-        totals = self.georef.class_totals(cls, core, self.source.num_classes)
-        pieces, inside = split_block(polys)
-        return Timed((pieces, self.georef.finish(inside), totals), {"vectorize": time.perf_counter() - t0})
 
 
 # -- scheduling -------------------------------------------------------------------------------
@@ -408,18 +301,6 @@ def output_paths(scene: Path, outdir: Path) -> dict[str, Path]:
     }
 
 
-def _check_outdir(outdir: Path) -> None:
-    try:
-        outdir.mkdir(parents=True, exist_ok=True)
-        probe = outdir / f".geoseg-write-test-{os.getpid()}"
-        probe.write_bytes(b"")
-        probe.unlink()
-    except OSError as exc:
-        raise GeosegIOError(
-            f"cannot write to output folder {outdir} ({exc.strerror or exc}); pass -o with a writable folder"
-        ) from exc
-
-
 def _remove_if_empty_on_error(folder: Path) -> Callable[..., bool]:
     """An exit callback: remove `folder` (created by this run) if the run failed before writing into it."""
 
@@ -531,7 +412,7 @@ def _run(cfg: RunConfig, progress: ProgressCallback | None, cleanup: contextlib.
     paths = output_paths(scene_path, outdir)
     if not outdir.exists():
         cleanup.push(_remove_if_empty_on_error(outdir))
-    _check_outdir(outdir)
+    check_outdir(outdir)
     from ._lock import hold
 
     cleanup.enter_context(
@@ -621,7 +502,7 @@ def _run(cfg: RunConfig, progress: ProgressCallback | None, cleanup: contextlib.
         t0 = time.perf_counter()
         store.check_complete(plan)
         if cleaning.min_pixels > 0:
-            store.ensure("cleaned", chunks=VECTOR_CELL)
+            store.ensure("cleaned", chunks=cells.VECTOR_CELL)
         source = ClassSource(str(store.path), "store", spec.num_classes)
         with (
             runner.pool() as pool,
@@ -731,150 +612,6 @@ def _run(cfg: RunConfig, progress: ProgressCallback | None, cleanup: contextlib.
     )
 
 
-@dataclass(frozen=True)
-class Cleaning:
-    """Polygon cleaning in effect: minimum mapping unit and simplification tolerance."""
-
-    min_area_m2: float
-    simplify_m: float
-    pixel_m: float
-
-    #: Defaults, in pixels of the scene: regions under 16 pixels merge into a neighbour,
-    #: boundaries simplify by one pixel (staircases become straight edges).
-    DEFAULT_MIN_PIXELS = 16
-    DEFAULT_SIMPLIFY_PIXELS = 1.0
-
-    @classmethod
-    def resolve(cls, min_area: float | None, simplify_m: float | None, pixel_m: float) -> Cleaning:
-        """Settings in metres; None means the default for the scene's pixel size."""
-        if min_area is None:
-            min_area = cls.DEFAULT_MIN_PIXELS * pixel_m * pixel_m
-        if simplify_m is None:
-            simplify_m = cls.DEFAULT_SIMPLIFY_PIXELS * pixel_m
-        return cls(float(min_area), float(simplify_m), pixel_m)
-
-    @property
-    def min_pixels(self) -> float:
-        return self.min_area_m2 / (self.pixel_m * self.pixel_m)
-
-    @property
-    def simplify_pixels(self) -> float:
-        return self.simplify_m / self.pixel_m
-
-
-@dataclass
-class VectorSummary:
-    """What :func:`vectorize_cells` wrote and measured.
-
-    ``class_pixels`` and ``class_areas`` (m²) are the class raster's own, the
-    cleaned map when there is a mapping unit: what the class COG holds, and
-    what the exact polygons' ``area_m2`` add up to. ``polygon_areas`` sums
-    the written polygons' ``area_m2`` per class: after simplification, within
-    :data:`~geoseg.vectorize.MAX_AREA_CHANGE` of ``class_areas``.
-    """
-
-    polygons: int
-    class_pixels: np.ndarray
-    class_areas: np.ndarray
-    area_method: str
-    task_seconds: Counter[str]
-    polygon_areas: np.ndarray
-
-
-def vectorize_cells(
-    source: ClassSource,
-    info: SceneInfo,
-    cleaning: Cleaning,
-    pool: Pool,
-    out: GeoPackageWriter,
-    classes: ClassTable,
-    *,
-    confidence: bool = False,
-    progress: ProgressCallback | None = None,
-) -> VectorSummary:
-    """Polygonise a class raster cell by cell into `out`, merging across cell edges as rows complete.
-
-    Cells are polygonised, cleaned and, inside, finished in `pool`, a few
-    cells ahead of the merge. Polygons inside a cell are appended to the
-    GeoPackage as they arrive (in batches); pieces on cell edges wait for
-    their row of cells, and the regions a row completes are appended then.
-    Class pixel counts and areas are summed from the cells' rasters, not the
-    polygons (see :class:`VectorSummary`).
-
-    Notes
-    -----
-    Memory holds a few cells' results (two per worker), up to
-    ``_WRITE_BATCH`` features waiting for their append, one row of cells'
-    edge pieces and the regions still open across it; not the scene. The sieve (``cleaning.min_pixels``)
-    first gathers a few numbers per region of the whole scene (its region
-    graph), but no geometry.
-    """
-    cells = BlockPlan(TileGrid(info.height, info.width, tile=VECTOR_CELL, overlap=0), 1)
-    ny, nx = cells.shape
-    indices = [b.index for b in cells.blocks()]
-    window = 2 * pool.workers
-    seconds: Counter[str] = Counter()
-
-    def reporter(stage: str) -> Callable[[int], None] | None:
-        return (lambda done: progress(stage, done, len(indices))) if progress else None
-
-    def timed(results: Iterator[Timed]) -> Iterator[Any]:
-        for r in results:
-            seconds.update(r.seconds)
-            yield r.value
-
-    cx, cy = info.transform @ (info.width / 2, info.height / 2)
-    georef = Georef(info.transform, info.crs_wkt, area_method(info.crs, cx, cy))
-    luts: dict[tuple[int, int], np.ndarray] = {}
-    if cleaning.min_pixels > 0:
-        task = CellTask(source, cells, regions_only=True)
-        regions = timed(imap(pool, task, [(i, None) for i in indices], window=window, report=reporter("clean")))
-        luts = sieve(dict(zip(indices, regions, strict=True)), cleaning.min_pixels)
-    task = CellTask(source, cells, georef, cleaning.simplify_pixels, cleaning.min_pixels)
-    items = [(i, luts.pop(i, None)) for i in indices]
-    results = timed(imap(pool, task, items, window=window, report=reporter("vectorize")))
-
-    names = np.array(classes.names, dtype=object)
-    pixels = np.zeros(len(classes), np.int64)
-    areas = np.zeros(len(classes))
-    polygon_areas = np.zeros(len(classes))
-
-    buffered: list[Features] = []
-
-    def write(batch: list[Features]) -> None:
-        f = Features.concat(batch).canonical()
-        fields = {
-            "class_id": f.classes.astype(np.int32),
-            "class_name": names[f.classes.astype(np.intp)],
-            "area_m2": f.area_m2,
-            "perimeter_m": f.perimeter_m,
-        }
-        if confidence:
-            fields["mean_confidence"] = np.round(f.mean_confidence, 4)
-        out.write(f.wkb, fields)
-        np.add.at(polygon_areas, f.classes.astype(np.intp), f.area_m2)
-
-    def add(features: Features, *, flush: bool = False) -> None:
-        buffered.append(features)
-        if flush or sum(map(len, buffered)) >= _WRITE_BATCH:
-            write(buffered)
-            buffered.clear()
-
-    merger = SeamMerger()
-    for by in range(ny):
-        row = []
-        for _ in range(nx):
-            pieces, inside, (cell_pixels, cell_areas) = next(results)
-            add(inside)  # final: written now, only the edge pieces wait for the row
-            row.append(pieces)
-            pixels += cell_pixels
-            areas += cell_areas
-        # Cleaning shaves no region below the mapping unit (clean_block), so one a row completes is final.
-        add(georef.finish(merger.add_row(row, last=by == ny - 1)), flush=by == ny - 1)
-    log.debug("merged %d regions cut by cell edges", merger.merged)
-    return VectorSummary(out.features, pixels, areas, georef.method, seconds, polygon_areas)
-
-
 def _graph(job: Job, store: WorkStore) -> tuple[dict[str, Any], list[str]]:
     """The task graph for the blocks not yet in the store (and the neighbours they need), and its outputs.
 
@@ -912,81 +649,3 @@ def _graph(job: Job, store: WorkStore) -> tuple[dict[str, Any], list[str]]:
             dsk[f"stitch-{by}-{bx}"] = (stitch_block, job, by, bx, f"own-{by}-{bx}", edges)
             keys.append(f"stitch-{by}-{bx}")
     return dsk, keys
-
-
-@dataclass
-class VectorizeResult:
-    """What :func:`vectorize_raster` wrote and measured.
-
-    ``class_areas`` (m²) are the cleaned class raster's (pixel count times
-    pixel area on the ground); ``polygon_areas`` sum the polygons' ``area_m2``,
-    within 0.5 % of them per class after simplification.
-    """
-
-    path: Path
-    n_polygons: int
-    class_areas: dict[str, float]
-    timings: dict[str, float]
-    cleaning: Cleaning
-    polygon_areas: dict[str, float] = field(default_factory=dict)
-
-
-def vectorize_raster(
-    classes_path: str | os.PathLike[str],
-    out: str | os.PathLike[str] | None = None,
-    *,
-    min_area: float | None = None,
-    simplify: float | None = None,
-    workers: int | None = None,
-    overwrite: bool = False,
-    classes: ClassTable = ISPRS,
-    progress: ProgressCallback | None = None,
-) -> VectorizeResult:
-    """Polygonise an existing class raster (uint8 class ids, 255 = nodata) into a styled GeoPackage.
-
-    The same cell-parallel vectorisation, exact seam merge and cleaning as
-    :func:`run`, for re-cleaning a map or vectorising one made elsewhere.
-    Cells are read straight from the raster and polygonised in `workers`
-    processes (default: one per core). `out` defaults to
-    ``<stem>.landcover.gpkg`` beside the raster (a ``.classes`` suffix of the
-    stem is dropped).
-
-    Raises
-    ------
-    SceneError
-        The raster is not a single-band uint8 class raster of `classes`.
-    OutputExistsError
-        `out` exists and `overwrite` is False.
-    """
-    from .export import GeoPackageWriter
-
-    t_start = time.perf_counter()
-    info = open_scene(classes_path)
-    src = Path(info.path)
-    if info.count != 1 or info.dtype != "uint8":
-        raise SceneError(
-            f"{src.name} has {info.count} band(s) of {info.dtype}; a class raster has one uint8 band of class ids"
-        )
-    stem = src.name.split(".")[0] if src.name.count(".") else src.stem
-    out_path = Path(out) if out else src.with_name(f"{stem}.landcover.gpkg")
-    _check_outdir(out_path.parent.resolve())
-    if out_path.exists() and not overwrite:
-        raise OutputExistsError(f"{out_path} already exists; pass --overwrite to replace it")
-    cleaning = Cleaning.resolve(min_area, simplify, info.mean_pixel_m)
-    row = {
-        "created": datetime.now(UTC).isoformat(timespec="seconds"),
-        "geoseg_version": __version__,
-        "scene": info.path,
-        "parameters": {"min_area_m2": cleaning.min_area_m2, "simplify_m": cleaning.simplify_m},
-    }
-    source = ClassSource(info.path, "raster", len(classes))
-    with (
-        BlockPool(workers or os.cpu_count() or 1) as pool,
-        GeoPackageWriter(out_path, crs=info.crs_wkt, classes=classes, runs=row) as gpkg,
-    ):
-        summary = vectorize_cells(source, info, cleaning, pool, gpkg, classes, progress=progress)
-    timings: dict[str, float] = {k: round(v, 3) for k, v in summary.task_seconds.items()}
-    timings["total"] = time.perf_counter() - t_start
-    areas = {c.name: float(summary.class_areas[c.id]) for c in classes}
-    polygon_areas = {c.name: float(summary.polygon_areas[c.id]) for c in classes}
-    return VectorizeResult(out_path, summary.polygons, areas, timings, cleaning, polygon_areas)

@@ -248,7 +248,7 @@ def _pixel_size_m(crs: CRS, transform: Affine, width: int, height: int) -> tuple
     planar = (math.hypot(transform.a, transform.d) * unit, math.hypot(transform.b, transform.e) * unit)
     cx, cy = width / 2, height / 2
     if not crs.is_geographic:
-        from .vectorize import area_method
+        from .vectorize.georef import area_method
 
         if area_method(crs, *(transform @ (cx, cy))) == "planar":
             return planar

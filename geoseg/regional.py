@@ -7,7 +7,7 @@ apart), a region that continues across the edge between two scenes was cut
 there into one polygon per scene; those pieces are merged into one polygon, as
 if the mosaic had been mapped at once. The merge is exact: the pieces are
 brought onto the shared pixel grid, where their edges along the scene border
-coincide, and joined with a coverage union (:mod:`geoseg.vectorize`).
+coincide, and joined with a coverage union (:func:`~geoseg.vectorize.dissolve_pieces`).
 
 Only polygons that touch their scene's border are held in memory; the others
 are copied through scene by scene. Scenes in another CRS than the first one are
@@ -33,7 +33,7 @@ from pyproj import CRS, Transformer
 
 from .classes import ClassTable
 from .errors import GeosegIOError
-from .vectorize import _dissolve_seam_pieces, _UnionFind, measure, to_crs
+from .vectorize import UnionFind, dissolve_pieces, measure, to_crs
 
 __all__ = ["MergeResult", "merge_layers"]
 
@@ -223,7 +223,7 @@ def _join(
     n = len(geoms)
     cls = np.array([r[0] for r in h.rows])
     scene = np.array([r[5] for r in h.rows], dtype=object)
-    uf = _UnionFind(n)
+    uf = UnionFind(n)
     if n:
         a, b = shapely.STRtree(geoms).query(geoms, predicate="intersects")
         pick = (a < b) & (cls[a] == cls[b]) & (scene[a] != scene[b])
@@ -246,7 +246,7 @@ def _join(
             out.append(shapely.from_wkb(h.wkb[idx[0]]))
             rows.append(first)
             continue
-        merged = to_crs(np.array([_dissolve_seam_pieces(geoms[idx], xs, ys)], dtype=object), ref)
+        merged = to_crs(np.array([dissolve_pieces(geoms[idx], xs, ys)], dtype=object), ref)
         area, perimeter, _ = measure(merged, crs)
         piece_area = np.array([h.rows[i][2] for i in idx], dtype=float)
         conf = np.array([h.rows[i][4] for i in idx], dtype=float)

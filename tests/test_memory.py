@@ -40,7 +40,7 @@ def traced_peak(scene: Path, model: Path, outdir: Path, **kw) -> tuple[int, dict
 
 @pytest.mark.parametrize("cleaning", [{"min_area": 0, "simplify": 0}, {}], ids=["exact", "default-cleaning"])
 def test_peak_memory_does_not_grow_with_the_scene(tmp_path, fcn_model, monkeypatch, cleaning):
-    monkeypatch.setattr(pipeline, "VECTOR_CELL", 512)
+    monkeypatch.setattr("geoseg.vectorize.cells.VECTOR_CELL", 512)
     one = tmp_path / "one.tif"
     write_scene(SceneSpec(width=SIZE, height=SIZE, pixel_size=0.1, seed=5), one)
     # both scenes are longer than the front of blocks waiting for their neighbours (~3 rows)

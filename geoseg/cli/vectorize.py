@@ -11,7 +11,7 @@ import click
 from ._options import min_area_option, simplify_option
 
 if TYPE_CHECKING:
-    from ..pipeline import VectorizeResult
+    from ..vectorize import VectorizeResult
 
 
 @click.command()
@@ -46,7 +46,7 @@ def vectorize(
     from rich.console import Console
     from rich.table import Table
 
-    from ..pipeline import vectorize_raster
+    from ..vectorize import vectorize_raster
     from ._progress import RunProgress
     from ._progress import _area as area_text
 

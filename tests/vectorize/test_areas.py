@@ -134,9 +134,9 @@ def test_pixel_areas_planar_per_row_and_per_pixel():
 
 @pytest.fixture
 def small_cells(monkeypatch):
-    import geoseg.pipeline
+    import geoseg.vectorize.cells
 
-    monkeypatch.setattr(geoseg.pipeline, "VECTOR_CELL", 192)
+    monkeypatch.setattr(geoseg.vectorize.cells, "VECTOR_CELL", 192)
 
 
 @pytest.mark.parametrize(
@@ -146,7 +146,7 @@ def small_cells(monkeypatch):
 )
 def test_vectorize_raster_reports_the_raster_s_areas(small_cells, tmp_path, crs, transform):
     """Exact polygons add up to the reported (raster) areas; cleaned ones stay within 0.5 % of them."""
-    from geoseg.pipeline import vectorize_raster
+    from geoseg.vectorize import vectorize_raster
 
     cls = busy_map(448, 4, 0.05, seed=1)  # 3 x 3 cells
     cls[:100, :150] = NODATA

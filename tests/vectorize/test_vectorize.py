@@ -164,7 +164,7 @@ def test_label_regions_are_each_class_s_connected_components_in_raster_order(mon
     """One-pass labelling gives the same regions as labelling every class mask with scipy."""
     import cc3d
 
-    import geoseg.vectorize as vec
+    import geoseg.vectorize.polygons as vec
 
     if renumbered:  # a labeller numbering regions in another order must be renumbered, not trusted
         label = cc3d.connected_components
@@ -218,9 +218,9 @@ def with_empty_cells(cells: list[tuple[int, int]], seed: int = 11) -> np.ndarray
 
 @pytest.fixture
 def small_cells(monkeypatch):
-    import geoseg.pipeline
+    import geoseg.vectorize.cells
 
-    monkeypatch.setattr(geoseg.pipeline, "VECTOR_CELL", CELL)
+    monkeypatch.setattr(geoseg.vectorize.cells, "VECTOR_CELL", CELL)
     return CELL
 
 
@@ -243,7 +243,7 @@ def test_vectorize_raster_with_empty_cells(small_cells, make_tif, tmp_path, wher
     """A cell holding no valid pixel, wherever it lies, must not end the run (it raised IndexError)."""
     import pyogrio
 
-    from geoseg.pipeline import vectorize_raster
+    from geoseg.vectorize import vectorize_raster
 
     cls = with_empty_cells(EMPTY_CELLS[where])
     path = make_tif(cls, nodata=NODATA)
@@ -269,7 +269,7 @@ def test_empty_cells_in_worker_processes(small_cells, make_tif, tmp_path):
     """Empty cells' results cross process boundaries (pickled) and give the same polygons as in-process."""
     import pyogrio
 
-    from geoseg.pipeline import vectorize_raster
+    from geoseg.vectorize import vectorize_raster
 
     path = make_tif(with_empty_cells(EMPTY_CELLS["checkerboard"] + EMPTY_CELLS["whole row"]), nodata=NODATA)
     one = vectorize_raster(path, tmp_path / "one.gpkg", workers=1)
@@ -336,7 +336,7 @@ def sparse_bigtiff(path, size: int, patch: tuple[int, int, int]) -> np.ndarray:
 def test_sparse_bigtiff_with_one_valid_patch(tmp_path, size, patch):
     import pyogrio
 
-    from geoseg.pipeline import vectorize_raster
+    from geoseg.vectorize import vectorize_raster
 
     path = tmp_path / "sparse.classes.tif"
     data = sparse_bigtiff(path, size, patch)

@@ -16,8 +16,8 @@ from click.testing import CliRunner
 
 from geoseg.classes import ISPRS, NODATA
 from geoseg.cli import main
-from geoseg.pipeline import Cleaning, vectorize_raster
 from geoseg.synthetic import SceneSpec, write_scene
+from geoseg.vectorize import Cleaning, vectorize_raster
 from tests.conftest import write_tif
 
 PIXEL = 0.1
