@@ -17,7 +17,6 @@ Overlapping scenes are not clipped: their polygons overlap where the scenes do.
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 from collections.abc import Sequence
@@ -65,12 +64,17 @@ class _Scene:
 
     @classmethod
     def open(cls, name: str, layer: Path, report: Path) -> _Scene:
+        from .export.report import read_report
+
+        record = read_report(report)
+        if record is None:
+            raise GeosegIOError(f"cannot read the outputs of scene {name}: {report} is missing or not a run report")
         try:
-            info = json.loads(Path(report).read_text())["scene"]
             crs = CRS.from_user_input(pyogrio.read_info(layer, layer="landcover")["crs"])
         except (OSError, ValueError, KeyError, pyogrio.errors.DataSourceError) as exc:
             raise GeosegIOError(f"cannot read the outputs of scene {name}: {exc}") from None
-        return cls(name, Path(layer), crs, Affine(*info["transform"]), int(info["width"]), int(info["height"]))
+        scene = record.scene
+        return cls(name, Path(layer), crs, Affine(*scene.transform), scene.width, scene.height)
 
     def grid_key(self) -> tuple[Any, ...] | None:
         t = self.transform

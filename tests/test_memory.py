@@ -22,6 +22,7 @@ import pytest
 
 from geoseg import pipeline
 from geoseg.config import RunConfig
+from geoseg.pipeline import blocks
 from geoseg.synthetic import SceneSpec, write_copies, write_scene
 
 SIZE = 1024
@@ -76,8 +77,8 @@ def test_blocks_advance_row_by_row_so_at_most_two_rows_wait_for_neighbours():
             return set()
 
     plan = BlockPlan.from_chunk(TileGrid(16384, 16384, tile=512, overlap=64), 1024)
-    job = pipeline.Job("s.tif", (1, 2, 3), (0.0,) * 3, plan, "m.pt", "cpu", "fp32", None, 1, 1, "s.zarr", 6)
-    dsk, keys = pipeline._graph(job, EmptyStore())
+    job = blocks.Job("s.tif", (1, 2, 3), (0.0,) * 3, plan, "m.pt", "cpu", "fp32", None, 1, 1, "s.zarr", 6)
+    dsk, keys = blocks.build_graph(job, EmptyStore())
     assert len(keys) == len(plan) == 19 * 19
     priority = order(dsk)
     waiting: set[str] = set()

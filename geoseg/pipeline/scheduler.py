@@ -1,0 +1,118 @@
+"""Where a run's tasks run: Dask's local schedulers or a distributed cluster, and progress counting."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from collections import Counter
+from collections.abc import Iterator
+from typing import Any
+
+from .._parallel import BlockPool, ClientPool, Pool, ProgressCallback
+from ..config import RunConfig
+from ..errors import GeosegIOError
+
+__all__ = ["Progress", "ProgressCallback", "Runner"]
+
+_STAGES = {"stitch": "segment"}
+
+
+class Progress:
+    """Count finished tasks per stage for a local Dask scheduler."""
+
+    def __init__(self, totals: dict[str, int], report: ProgressCallback | None) -> None:
+        self.totals, self.report = totals, report
+        self.done: Counter[str] = Counter()
+
+    def callback(self) -> Any:
+        from dask.callbacks import Callback
+
+        return Callback(posttask=lambda key, *_: self.step(key))
+
+    def step(self, key: Any) -> None:
+        name = key[0] if isinstance(key, tuple) else str(key)
+        stage = _STAGES.get(name.split("-")[0])
+        if stage and self.report:
+            self.done[stage] += 1
+            self.report(stage, self.done[stage], self.totals[stage])
+
+
+class Runner:
+    """Runs task graphs on the configured scheduler; holds a distributed client when there is one."""
+
+    def __init__(self, cfg: RunConfig) -> None:
+        self.cfg = cfg
+        self.client: Any = None
+        self.cluster: Any = None
+
+    def __enter__(self) -> Runner:
+        sched = self.cfg.scheduler
+        if sched.startswith(("tcp://", "tls://", "local")):
+            from distributed import Client, LocalCluster
+
+            if sched.startswith("local"):
+                from ..predict.engine import local_workers
+
+                n = int(sched.split(":")[1]) if ":" in sched else (self.cfg.workers or local_workers(self.cfg.device))
+                from .._lifeline import PRELOAD
+
+                self.cluster = LocalCluster(
+                    n_workers=n,
+                    threads_per_worker=1,
+                    processes=True,
+                    dashboard_address=None,
+                    preload=[PRELOAD],  # nannies and workers end with this process, however it ends
+                    preload_nanny=[PRELOAD],
+                )
+                self.client = Client(self.cluster)
+            else:
+                try:
+                    self.client = Client(sched, timeout="20s")
+                except OSError as exc:
+                    raise GeosegIOError(f"cannot reach the Dask scheduler at {sched} ({exc}); is it running?") from exc
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self.client is not None:
+            self.client.close()
+        if self.cluster is not None:
+            self.cluster.close()
+
+    @contextlib.contextmanager
+    def pool(self) -> Iterator[Pool]:
+        """Workers for the vector cells: the cluster's, or processes here (this process when synchronous)."""
+        if self.client is not None:
+            yield ClientPool(self.client)
+            return
+        n = 1 if self.cfg.scheduler == "synchronous" else (self.cfg.workers or os.cpu_count() or 1)
+        with BlockPool(n) as pool:
+            yield pool
+
+    def compute(
+        self, dsk: dict[str, Any], keys: list[str], totals: dict[str, int], progress: ProgressCallback | None
+    ) -> list[Any]:
+        """The results of `keys` in the task graph `dsk`, reporting finished tasks to `progress`."""
+        counter = Progress(totals, progress)
+        if self.client is not None:
+            from distributed import as_completed
+
+            futures = self.client.get(dsk, keys, sync=False)
+            for fut in as_completed(futures):
+                counter.step(fut.key)
+            return [f.result() for f in futures]
+        import dask.local
+        import dask.multiprocessing
+        import dask.threaded
+
+        sched = self.cfg.scheduler
+        with counter.callback():
+            if sched == "synchronous":
+                return list(dask.local.get_sync(dsk, keys))
+            if sched == "threads":
+                return list(dask.threaded.get(dsk, keys, num_workers=self.cfg.workers))
+            from functools import partial
+
+            from .._lifeline import bind_to_parent
+
+            bind = partial(bind_to_parent, os.getpid())
+            return list(dask.multiprocessing.get(dsk, keys, num_workers=self.cfg.workers, initializer=bind))
