@@ -17,9 +17,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from affine import Affine
-from click.testing import CliRunner
 
-from geoseg.cli import main
 from geoseg.predict.checkpoint import read_spec
 from geoseg.training.datasets import (
     DatasetError,
@@ -36,18 +34,13 @@ from geoseg.training.datasets import (
 )
 from geoseg.training.evaluate import default_overlap, evaluate
 from geoseg.training.train import TrainConfig, train
-from tests.conftest import write_tif
+from tests.conftest import invoke, write_tif
 from tests.training.test_datasets import SIZE, _eroded, _ids, _tile_seed, _write_rgb_label
 
 TRAIN_ARGS = (
     "--arch", "fcn", "--encoder", "resnet18", "--tile", 64, "--batch", 2, "--epochs", 1,
     "--steps-per-epoch", 1, "--val-windows", 2, "--no-class-balance",
 )  # fmt: skip
-
-
-def invoke(*args: object) -> tuple[int, str]:
-    result = CliRunner().invoke(main, [str(a) for a in args])
-    return result.exit_code, result.output
 
 
 def _rgbir(tile: str) -> np.ndarray:

@@ -12,23 +12,17 @@ from pathlib import Path
 import numpy as np
 import pytest
 import rasterio
-from click.testing import CliRunner
 
-from geoseg.cli import main
 from geoseg.config import RunConfig
 from geoseg.demo import DemoSettings, demo
 from geoseg.pipeline import run
 from geoseg.synthetic import SceneSpec, write_scene
 from geoseg.training.datasets import Sample, read_image, read_labels
 from geoseg.training.train import TrainConfig, class_weights, train
+from tests.conftest import invoke
 
 LABELED = Path(__file__).resolve().parents[3] / "shared" / "data" / "labeled"
 POTSDAM = LABELED / "isprs_potsdam"
-
-
-def invoke(*args: object) -> tuple[int, str]:
-    result = CliRunner().invoke(main, [str(a) for a in args])
-    return result.exit_code, result.output
 
 
 @pytest.mark.skipif(not POTSDAM.is_dir(), reason=f"labelled ISPRS crops not found at {POTSDAM}")

@@ -8,17 +8,10 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from click.testing import CliRunner
 
-from geoseg.cli import main
-from tests.conftest import smooth_image, write_tif
+from tests.conftest import invoke, smooth_image, write_tif
 
 OUTPUT_SUFFIXES = (".classes.tif", ".landcover.gpkg", ".run.json", ".zarr", ".confidence.tif")
-
-
-def invoke(*args: str) -> tuple[int, str]:
-    result = CliRunner().invoke(main, [str(a) for a in args])
-    return result.exit_code, result.output
 
 
 def assert_user_error(code: int, out: str, pattern: str, outdir: Path | None = None, *, exit_code: int = 1) -> None:

@@ -12,10 +12,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from click.testing import CliRunner
 
 from geoseg import models
-from geoseg.cli import main
 from geoseg.errors import (
     CheckpointError,
     ChecksumError,
@@ -35,7 +33,7 @@ from geoseg.models import (
     set_default,
 )
 from geoseg.predict.checkpoint import model_hash, read_spec
-from tests.conftest import smooth_image, write_tif
+from tests.conftest import invoke, smooth_image, write_tif
 
 
 @pytest.fixture(autouse=True)
@@ -281,11 +279,6 @@ def test_resolve_http_url_installs_once(http_server, fcn_model, count_urlopen):
 
 
 # -- command line -----------------------------------------------------------------------------------------------------
-
-
-def invoke(*args: Any) -> tuple[int, str]:
-    result = CliRunner().invoke(main, [str(a) for a in args])
-    return result.exit_code, result.output
 
 
 def test_cli_install_list_default_remove(fcn_model):
