@@ -68,7 +68,8 @@ def vectorize_raster(
     Raises
     ------
     SceneError
-        The raster is not a single-band uint8 class raster of `classes`.
+        The raster is not a single-band uint8 class raster of `classes`, or
+        it holds no classified pixel (nothing is written then).
     OutputExistsError
         `out` exists and `overwrite` is False.
     """
@@ -99,6 +100,8 @@ def vectorize_raster(
         GeoPackageWriter(out_path, crs=info.crs_wkt, classes=classes, runs=row) as gpkg,
     ):
         summary = vectorize_cells(source, info, cleaning, pool, gpkg, classes, progress=progress)
+        if summary.class_pixels.sum() == 0:  # an empty layer would look like a finished map
+            raise SceneError(f"{src.name} has no classified pixels (all nodata); nothing to vectorize")
     timings: dict[str, float] = {k: round(v, 3) for k, v in summary.task_seconds.items()}
     timings["total"] = time.perf_counter() - t_start
     areas = {c.name: float(summary.class_areas[c.id]) for c in classes}

@@ -378,3 +378,15 @@ def test_run_cli_on_a_scene_whose_left_half_is_nodata(tmp_path, fcn_model):
     df = pyogrio.read_dataframe(tmp_path / "halfnodata.landcover.gpkg", layer="landcover")
     assert shapely.total_bounds(df.geometry.values)[0] == 500000.0 + 0.5 * 2048  # nothing in the empty half
     assert df.area_m2.sum() == pytest.approx(2048 * 2048 * PIXEL_AREA, rel=1e-9)
+
+
+@pytest.mark.parametrize("nodata", [255, None])
+def test_vectorize_refuses_a_class_raster_without_a_classified_pixel(tmp_path, nodata):
+    """An all-nodata class raster (a wrong file, a failed map) is one line and exit 1, not an empty layer."""
+    from tests.conftest import invoke, write_tif
+
+    path = write_tif(tmp_path / "empty.classes.tif", np.full((300, 200), NODATA, np.uint8), nodata=nodata)
+    code, out = invoke("vectorize", path)
+    assert code == 1 and "Traceback" not in out, out
+    assert "empty.classes.tif has no classified pixels (all nodata); nothing to vectorize" in out
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["empty.classes.tif"]
