@@ -71,17 +71,22 @@ def _area(m2: float) -> str:
     return f"{m2 / 1e6:,.3f} km²" if m2 >= 1e6 else f"{m2 / 1e4:,.2f} ha" if m2 >= 1e4 else f"{m2:,.1f} m²"
 
 
-def print_summary(result: RunResult) -> None:
-    """Area per class, polygon count, throughput and output paths."""
-    console = Console(stderr=True)
-    total = sum(result.class_areas.values()) or 1.0
+def area_table(class_areas: dict[str, float]) -> Table:
+    """The "Land cover" table: area and share of each class."""
+    total = sum(class_areas.values()) or 1.0
     table = Table(title="Land cover", show_edge=False)
     table.add_column("class")
     table.add_column("area", justify="right")
     table.add_column("share", justify="right")
-    for name, area in result.class_areas.items():
+    for name, area in class_areas.items():
         table.add_row(name, _area(area), f"{100 * area / total:.1f} %")
-    console.print(table)
+    return table
+
+
+def print_summary(result: RunResult) -> None:
+    """Area per class, polygon count, throughput and output paths."""
+    console = Console(stderr=True)
+    console.print(area_table(result.class_areas))
     t = result.timings.get("total", 0.0)
     console.print(
         f"{result.n_polygons:,} polygons · {result.scene_pixels / 1e6:.1f} Mpx in {t:.1f} s "

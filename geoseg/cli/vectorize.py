@@ -44,11 +44,9 @@ def vectorize(
     class raster made elsewhere.
     """
     from rich.console import Console
-    from rich.table import Table
 
     from ..vectorize import vectorize_raster
-    from ._progress import RunProgress
-    from ._progress import _area as area_text
+    from ._progress import RunProgress, area_table
 
     def go(progress: Callable[[str, int, int], None] | None = None) -> VectorizeResult:
         return vectorize_raster(
@@ -68,14 +66,7 @@ def vectorize(
         res = go(bar.update)
     console = Console(stderr=True)
     # The class raster's areas (the map the polygons describe); the polygons' sums are within 0.5 %.
-    total = sum(res.class_areas.values()) or 1.0
-    table = Table(title="Land cover", show_edge=False)
-    table.add_column("class")
-    table.add_column("area", justify="right")
-    table.add_column("share", justify="right")
-    for name, area in res.class_areas.items():
-        table.add_row(name, area_text(area), f"{100 * area / total:.1f} %")
-    console.print(table)
+    console.print(area_table(res.class_areas))
     console.print(
         f"{res.n_polygons:,} polygons in {res.timings['total']:.1f} s "
         f"(minimum mapping unit {res.cleaning.min_area_m2:g} m², simplify {res.cleaning.simplify_m:g} m) -> {res.path}"
