@@ -192,13 +192,13 @@ def test_an_existing_sidecar_is_not_replaced_without_overwrite(tmp_path, scene, 
 
 
 def test_a_failed_start_leaves_no_store_and_no_new_folder(tmp_path, scene, model, monkeypatch):
-    from geoseg import pipeline
     from geoseg.errors import GeosegIOError
+    from geoseg.pipeline import blocks
 
     def broken(*a, **k):
         raise GeosegIOError("simulated read error")
 
-    monkeypatch.setattr(pipeline, "read_window", broken)
+    monkeypatch.setattr(blocks, "read_window", broken)
     out = tmp_path / "new" / "out"
     result = CliRunner().invoke(main, ["run", str(scene), "--model", str(model), "-o", str(out), "-q"])
     assert result.exit_code != 0
@@ -334,7 +334,7 @@ def test_a_cog_export_onto_a_full_disk_fails_in_one_line_and_leaves_nothing(tmpf
 
 @pytest.mark.parametrize("bad", [np.nan, np.inf, -np.inf])
 def test_non_finite_pixels_are_nodata_for_their_pixel_only(tmp_path, model, bad, caplog):
-    from conftest import smooth_image, write_tif
+    from tests.conftest import smooth_image, write_tif
 
     img = smooth_image(512, 512).astype("float32")
     img[:, 300, 300] = bad
@@ -367,10 +367,9 @@ def test_batch_runs_a_scene_again_whose_class_cog_is_damaged(tmp_path, scene, mo
 
 
 def test_read_errors_name_the_scenes_pixels_and_a_removed_file(tmp_path):
-    from conftest import smooth_image, write_tif
-
     from geoseg.errors import GeosegIOError, SceneNotFoundError
     from geoseg.raster import read_window
+    from tests.conftest import smooth_image, write_tif
 
     scene = write_tif(tmp_path / "s.tif", smooth_image(256, 256), tiled=True, blockxsize=128, blockysize=128)
     size = scene.stat().st_size
