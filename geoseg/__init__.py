@@ -5,7 +5,8 @@ U-Net/FPN/DeepLabV3+/FCN on a ResNet encoder, blend overlapping tiles into one
 seamless class raster, and vectorise it into land-cover polygons.
 
 Importing geoseg does not import torch; the model code lives in
-:mod:`geoseg.predict` and is loaded when a run needs it.
+:mod:`geoseg.predict` (inference) and :mod:`geoseg.training` and is loaded
+when a run needs it.
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Models and inference: the only part of geoseg that imports torch.
+"""Models and inference: with `geoseg.training`, the only part of geoseg that imports torch.
 
 Import the submodules you need; ``import geoseg.predict`` alone does not load torch::
 
