@@ -68,6 +68,7 @@ class Prepared:
     info: SceneInfo
     spec: ModelSpec
     bands: tuple[int, ...]
+    fill: tuple[float, ...]
     grid: TileGrid
     plan: BlockPlan
     precision: str
@@ -235,6 +236,7 @@ def prepare(cfg: RunConfig, cleanup: contextlib.ExitStack) -> Prepared:
         info=info,
         spec=spec,
         bands=bands,
+        fill=fill,
         grid=grid,
         plan=plan,
         precision=precision,
@@ -271,7 +273,7 @@ def segment(
     job = Job(
         scene=prep.info.path,
         bands=prep.bands,
-        fill=_fill_values(prep.spec.mean),
+        fill=prep.fill,
         plan=plan,
         checkpoint=str(Path(cfg.model).resolve()),
         device=cfg.device,
