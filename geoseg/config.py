@@ -13,8 +13,10 @@ from .tiling import DEFAULT_OVERLAP, TILE_MULTIPLE
 
 __all__ = [
     "DEFAULT_OVERLAP",
+    "ENGINES",
     "PRECISIONS",
     "TILE_MULTIPLE",
+    "Engine",
     "Precision",
     "RunConfig",
     "RunOptions",
@@ -25,8 +27,11 @@ __all__ = [
 ]
 
 #: Numeric precision of the forward passes: ``auto`` picks per device (see :mod:`geoseg.predict.engine`).
-Precision = Literal["auto", "fp32", "bf16", "fp16"]
+Precision = Literal["auto", "fp32", "bf16", "fp16", "int8"]
 PRECISIONS: tuple[str, ...] = get_args(Precision)
+#: What runs the forward passes: torch, ONNX Runtime, or ``auto`` (see :func:`geoseg.predict.runtime.choose_engine`).
+Engine = Literal["auto", "torch", "onnx"]
+ENGINES: tuple[str, ...] = get_args(Engine)
 
 _SCHEDULER = re.compile(r"^(threads|processes|synchronous|local(:\d+)?|tcp://\S+|tls://\S+)$")
 
@@ -79,6 +84,7 @@ class RunOptions(BaseModel):
     chunk: int | None = Field(default=None, ge=32)
     device: Annotated[str, AfterValidator(_check_device)] = "auto"
     precision: Precision = "auto"
+    engine: Engine = "auto"
     compile: bool = False
     bands: tuple[int, ...] | None = None
     simplify: float | None = Field(default=None, ge=0)

@@ -8,6 +8,7 @@ subclass also inherits the builtin it resembles, so callers can catch either::
     ├── ConfigError(GeosegError, ValueError)         an option or setting is invalid
     │   └── ModelNotFoundError(ConfigError, LookupError)   no checkpoint or installed model matches
     ├── CheckpointError(GeosegError, ValueError)     a model file is not a usable geoseg checkpoint
+    ├── QuantizationError(GeosegError, ValueError)   an int8 graph would not agree with fp32 well enough
     ├── DatasetError(GeosegError, ValueError)        dataset files exist but cannot be used as given
     ├── LockedError(GeosegError, RuntimeError)       another geoseg process is writing the same outputs
     │   └── JobLockedError(LockedError)              another run of the same regional job is in progress
@@ -37,6 +38,7 @@ __all__ = [
     "ModelExistsError",
     "ModelNotFoundError",
     "OutputExistsError",
+    "QuantizationError",
     "SceneError",
     "SceneNotFoundError",
 ]
@@ -56,6 +58,10 @@ class ConfigError(GeosegError, ValueError):
 
 class CheckpointError(GeosegError, ValueError):
     """A model file is not a usable geoseg checkpoint."""
+
+
+class QuantizationError(GeosegError, ValueError):
+    """An int8 graph's classes agree with fp32 on fewer held-out pixels than required."""
 
 
 class DatasetError(GeosegError, ValueError):

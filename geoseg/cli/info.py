@@ -43,7 +43,7 @@ def _scene_info(path: Path, chunk: int, tile: int, overlap: int, model: Path | N
         "blocks": f"{plan.shape[1]} x {plan.shape[0]} of {plan.block_size} px (--chunk {chunk})",
     }
     if model is not None:
-        from ..predict.checkpoint import read_spec
+        from ..predict.runtime import read_spec
 
         spec = read_spec(model)
         # the run's own choice (select_bands), so info shows exactly what `geoseg run` would feed
@@ -56,7 +56,7 @@ def _scene_info(path: Path, chunk: int, tile: int, overlap: int, model: Path | N
 
 
 def _model_info(path: Path) -> dict[str, Any]:
-    from ..predict.checkpoint import read_spec
+    from ..predict.runtime import read_spec
 
     spec = read_spec(path)
     return {

@@ -145,6 +145,137 @@ def import_(
     click.echo(f"wrote {output} ({spec.arch}/{spec.encoder}, {spec.in_channels} bands)")
 
 
+@model.command("export")
+@click.argument("source")
+@click.option(
+    "-o",
+    "--output",
+    type=click.Path(path_type=Path),
+    default=None,
+    help="The .onnx file to write [default: the model library's engine cache, where `geoseg run --model SOURCE` "
+    "finds it].",
+)
+@click.option("--int8", is_flag=True, help="Quantise to int8, calibrated on --calibrate imagery.")
+@click.option(
+    "--calibrate",
+    multiple=True,
+    metavar="SCENES|DATASET",
+    help="Imagery for int8 calibration (repeatable): GeoTIFFs, folders of them, or a dataset such as "
+    "potsdam:ROOT[:SPLIT] or vaihingen:ROOT.",
+)
+@click.option(
+    "--tiles",
+    type=click.IntRange(2, 4096),
+    default=32,
+    show_default=True,
+    help="Tiles read: half calibrate, half check.",
+)
+@click.option(
+    "--min-agreement",
+    type=float,
+    default=0.995,
+    show_default=True,
+    help="Fraction of held-out pixels whose int8 class must equal fp32's, or nothing is written.",
+)
+@click.option("--force", is_flag=True, help="Write the int8 graph even below --min-agreement.")
+@click.option(
+    "--static-tile",
+    type=int,
+    default=None,
+    metavar="PX",
+    help="Fix the input to 1 x bands x PX x PX, for tools that need static shapes [default: dynamic].",
+)
+@click.option("--overwrite", is_flag=True, help="Replace an existing output.")
+@click.option("-q", "--quiet", is_flag=True, help="No progress messages.")
+def export(
+    source: str,
+    output: Path | None,
+    int8: bool,
+    calibrate: tuple[str, ...],
+    tiles: int,
+    min_agreement: float,
+    force: bool,
+    static_tile: int | None,
+    overwrite: bool,
+    quiet: bool,
+) -> None:
+    """Export SOURCE (a checkpoint or installed model) as a self-describing ONNX graph.
+
+    The graph carries geoseg's model description and the metadata the QGIS plugins
+    Deepness and GeoDeep read, so `geoseg run --model m.onnx` and those plugins run it
+    with nothing beside it. With --int8 the graph is calibrated on real imagery and
+    checked against fp32 on held-out tiles before it is written.
+
+    \b
+    geoseg model export m.pt -o m.onnx
+    geoseg model export m.pt --int8 --calibrate scenes/      (then used by geoseg run on CPU)
+    """
+    from .._files import sha256_file
+    from ..models import resolve_model
+    from ..predict.runtime import cached_graph, is_onnx
+
+    if calibrate and not int8:
+        raise click.UsageError("--calibrate is for --int8 graphs; add --int8")
+    if int8 and not calibrate:
+        raise click.UsageError(
+            "--int8 needs real imagery to calibrate on: --calibrate SCENE.tif, a folder, or potsdam:ROOT"
+        )
+    if int8 and static_tile:
+        raise click.UsageError("--static-tile applies to fp32 exports; export the int8 graph with dynamic shapes")
+    path = resolve_model(source)
+    if output is None:
+        if is_onnx(path):
+            raise click.UsageError(f"{path.name} is already an ONNX graph; pass -o to write a quantised copy")
+        output = cached_graph(sha256_file(path), "int8" if int8 else "fp32")
+        output.parent.mkdir(parents=True, exist_ok=True)
+        overwrite = True  # the cache holds one graph per checkpoint and precision
+    _check_output(output, overwrite)
+    if not int8:
+        if is_onnx(path):
+            raise click.UsageError(f"{path.name} is already an ONNX graph")
+        from ..predict.onnx_export import export_onnx
+
+        spec = export_onnx(path, output, tile=static_tile)
+        click.echo(f"wrote {output} ({spec.arch}/{spec.encoder}, fp32, {output.stat().st_size / 1e6:.1f} MB)")
+        return
+    from ..predict.onnx_int8 import quantize_int8
+
+    def say(msg: str) -> None:
+        if not quiet:
+            click.echo(msg, err=True)
+
+    with _quiet_stdout():
+        cal = quantize_int8(
+            path, output, calibrate=calibrate, tiles=tiles, min_agreement=min_agreement, force=force, progress=say
+        )
+    kept = ", ".join(cal.kept_float)
+    click.echo(
+        f"wrote {output} (int8, {output.stat().st_size / 1e6:.1f} MB): {cal.agreement:.3%} of "
+        f"{cal.heldout_pixels:,} held-out pixels agree with fp32 ({cal.method} calibration on "
+        f"{cal.calibration_tiles} tiles, checked on {cal.heldout_tiles}); kept in float: {kept}"
+    )
+
+
+@contextlib.contextmanager
+def _quiet_stdout() -> Iterator[None]:
+    """onnxruntime's calibrators print their settings to stdout: keep the command's output to its own lines."""
+    import io
+    import os
+    import sys
+
+    sys.stdout.flush()
+    saved = os.dup(1)
+    try:
+        with open(os.devnull, "w") as devnull:
+            os.dup2(devnull.fileno(), 1)
+            with contextlib.redirect_stdout(io.StringIO()):
+                yield
+    finally:
+        sys.stdout.flush()
+        os.dup2(saved, 1)
+        os.close(saved)
+
+
 class _DownloadBar:
     """A rich download bar on stderr, shown from the first progress call (a model already here shows nothing)."""
 

@@ -7,7 +7,7 @@ from typing import Any
 
 import click
 
-from ..config import PRECISIONS, RunConfig, parse_bands
+from ..config import ENGINES, PRECISIONS, RunConfig, parse_bands
 from ..errors import ConfigError
 from ..tiling import DEFAULT_OVERLAP
 from ._options import log_options, min_area_option, simplify_option, stop_on_sigterm
@@ -49,7 +49,16 @@ from ._options import log_options, min_area_option, simplify_option, stop_on_sig
     type=click.Choice(PRECISIONS),
     default="auto",
     show_default=True,
-    help="Inference precision: auto is bf16 on CUDA and on CPUs with native bf16, fp16 on older GPUs, else fp32.",
+    help="Inference precision: auto is bf16 on CUDA and on CPUs with native bf16, fp16 on older GPUs, else fp32; "
+    "int8 (and auto, where one exists) runs the model's calibrated int8 graph (`geoseg model export --int8`).",
+)
+@click.option(
+    "--engine",
+    type=click.Choice(ENGINES),
+    default="auto",
+    show_default=True,
+    help="torch, or onnx (ONNX Runtime; a checkpoint is exported once into the model library). auto: torch on "
+    "CUDA and on CPUs with AMX, else the calibrated int8 graph where one exists. An .onnx model always runs onnx.",
 )
 @click.option(
     "--compile",
@@ -84,6 +93,7 @@ def run(
     chunk: int | None,
     device: str,
     precision: str,
+    engine: str,
     compile_model: bool,
     bands: str | None,
     simplify: float | None,
@@ -122,6 +132,7 @@ def run(
             chunk=chunk,
             device=device,
             precision=precision,
+            engine=engine,
             compile=compile_model,
             bands=parse_bands(bands),
             simplify=simplify,

@@ -59,6 +59,8 @@ class ModelRecord(_Record):
 
     path: str
     sha256: str
+    engine: str = "torch"
+    graph: str | None = None
     name: str
     arch: str
     encoder: str

@@ -340,7 +340,7 @@ def install(
     A URL already installed from the same address (and with the same SHA-256,
     when one is given) is not downloaded again: that model is returned.
     """
-    from ..predict.checkpoint import read_spec
+    from ..predict.runtime import read_spec  # checkpoints and geoseg .onnx graphs
 
     expected = _check_sha256(sha256) if sha256 else None
     if name is not None:
@@ -368,7 +368,9 @@ def install(
         local = Path(source).expanduser()
         if not local.is_file():
             what = "is a folder, not a checkpoint file" if local.is_dir() else "not found"
-            raise GeosegIOError(f"checkpoint {local} {what}; pass a geoseg checkpoint (.pt) or an http(s):// URL")
+            raise GeosegIOError(
+                f"checkpoint {local} {what}; pass a geoseg checkpoint (.pt), a geoseg .onnx graph or an http(s):// URL"
+            )
         spec = read_spec(local)  # refuse anything that is not a geoseg checkpoint before writing anything
         origin = str(local.resolve())
         filename = local.name
@@ -403,7 +405,7 @@ def install(
         with _locked(folder) as index:
             if name in index["models"] and not overwrite:
                 raise _exists(name)
-            dest = folder / f"{name}.pt"
+            dest = folder / f"{name}{'.onnx' if filename.lower().endswith('.onnx') else '.pt'}"
             os.replace(tmp, dest)
             index["models"][name] = {
                 "file": dest.name,

@@ -33,7 +33,7 @@ MODEL_ENV = "GEOSEG_MODEL"
 
 
 def _looks_like_path(text: str) -> bool:
-    return "/" in text or os.sep in text or text.lower().endswith((".pt", ".pth", ".ckpt", ".safetensors"))
+    return "/" in text or os.sep in text or text.lower().endswith((".pt", ".pth", ".ckpt", ".safetensors", ".onnx"))
 
 
 def _resolve(text: str, progress: ProgressCallback | None) -> Path:

@@ -60,7 +60,7 @@ class Job:
 
 def predict_block(job: Job, by: int, bx: int) -> Timed:
     """Read a block with its halo, predict its tiles, blend them: a :class:`BlockPartial`."""
-    from ..predict.engine import get_predictor, worker_device  # torch is imported in the worker only
+    from ..predict.runtime import get_predictor, worker_device  # torch or onnxruntime, in the worker only
 
     plan, grid = job.plan, job.plan.grid
     block = plan.block(by, bx)

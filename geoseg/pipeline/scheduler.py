@@ -51,7 +51,7 @@ class Runner:
             from distributed import Client, LocalCluster
 
             if sched.startswith("local"):
-                from ..predict.engine import local_workers
+                from ..predict.runtime import local_workers
 
                 n = int(sched.split(":")[1]) if ":" in sched else (self.cfg.workers or local_workers(self.cfg.device))
                 from .._lifeline import PRELOAD

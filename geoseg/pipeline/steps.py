@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from .. import __version__
-from .._files import check_outdir, remove_stale_parts
+from .._files import check_outdir, remove_stale_parts, sha256_file
 from .._parallel import ProgressCallback, in_background, release_free_memory
 from ..config import RunConfig, check_tile
 from ..errors import ConfigError, OutputExistsError, SceneError
@@ -37,6 +37,7 @@ from .scheduler import Runner
 
 if TYPE_CHECKING:
     from ..export.report import RunReport
+    from ..predict.runtime import EngineChoice
     from ..predict.spec import ModelSpec
 
 __all__ = [
@@ -72,6 +73,7 @@ class Prepared:
     grid: TileGrid
     plan: BlockPlan
     precision: str
+    engine: EngineChoice
     paths: Mapping[str, Path]
     checksum: str
     model_sha256: str
@@ -185,9 +187,10 @@ def prepare(cfg: RunConfig, cleanup: contextlib.ExitStack) -> Prepared:
     info = open_scene(cfg.scene)
     scene_path = Path(info.path)
     scene_checksum = in_background(file_checksum, info.path)  # hashing a big scene overlaps importing torch
-    from ..predict.checkpoint import model_hash, read_spec
+    from ..predict.runtime import choose_engine, read_spec
 
-    spec = read_spec(cfg.model)
+    choice = choose_engine(cfg.model, engine=cfg.engine, device=cfg.device, precision=cfg.precision)
+    spec = read_spec(choice.path)
     bands = select_bands(info, cfg.bands, spec.in_channels, spec.bands)
     if not has_valid_pixels(info):
         raise SceneError(f"{scene_path.name} has no valid pixels (all nodata or masked); nothing to map")
@@ -204,23 +207,24 @@ def prepare(cfg: RunConfig, cleanup: contextlib.ExitStack) -> Prepared:
         grid = TileGrid(info.height, info.width, tile=tile, overlap=cfg.overlap)
     except ValueError as exc:
         raise ConfigError(str(exc)) from None
-    from ..predict.engine import default_chunk
+    from ..predict.runtime import default_chunk
 
     plan = BlockPlan.from_chunk(grid, cfg.chunk or default_chunk(cfg.device))
-    precision: str = cfg.precision
-    if not cfg.scheduler.startswith(("tcp://", "tls://")):  # a cluster's workers resolve their own device
-        from ..predict.engine import resolve_device, resolve_precision
+    precision: str = choice.precision or cfg.precision
+    if choice.engine == "torch" and not cfg.scheduler.startswith(("tcp://", "tls://")):
+        from ..predict.engine import resolve_device, resolve_precision  # a cluster's workers resolve their own device
 
         precision = resolve_precision(resolve_device(cfg.device), cfg.precision)
+    log.info("engine: %s %s (%s)", choice.engine, precision, choice.reason)
 
     paths = _claim_outputs(cfg, scene_path, cleanup)
 
     t0 = time.perf_counter()
     checksum = scene_checksum.result()
-    mhash = model_hash(cfg.model)
+    mhash = choice.source_sha256
     checksum_seconds = time.perf_counter() - t0
     fill = _fill_values(spec.mean)
-    fingerprint = {
+    fingerprint: dict[str, Any] = {
         "scene": checksum,
         "model": mhash,
         "bands": list(bands),
@@ -230,7 +234,13 @@ def prepare(cfg: RunConfig, cleanup: contextlib.ExitStack) -> Prepared:
         "fill": list(fill),
         "precision": precision,
         "format": 1,
-    } | ({"compile": True} if cfg.compile else {})  # compiled kernels may differ in the last bit
+    }
+    if cfg.compile:
+        fingerprint["compile"] = True  # compiled kernels may differ in the last bit
+    if choice.engine != "torch":  # a graph exported from the checkpoint gives other bits than torch
+        fingerprint["engine"] = choice.engine
+        if choice.path != Path(cfg.model):
+            fingerprint["graph"] = sha256_file(choice.path)
     return Prepared(
         cfg=cfg,
         info=info,
@@ -240,6 +250,7 @@ def prepare(cfg: RunConfig, cleanup: contextlib.ExitStack) -> Prepared:
         grid=grid,
         plan=plan,
         precision=precision,
+        engine=choice,
         paths=paths,
         checksum=checksum,
         model_sha256=mhash,
@@ -275,7 +286,7 @@ def segment(
         bands=prep.bands,
         fill=prep.fill,
         plan=plan,
-        checkpoint=str(Path(cfg.model).resolve()),
+        checkpoint=str(prep.engine.path.resolve()),
         device=cfg.device,
         precision=prep.precision,
         compile=cfg.compile,
@@ -375,6 +386,8 @@ def report(
         model=ModelRecord(
             path=str(Path(cfg.model).resolve()),
             sha256=prep.model_sha256,
+            engine=prep.engine.engine,
+            graph=None if prep.engine.path == Path(cfg.model) else str(prep.engine.path),
             name=spec.name,
             arch=spec.arch,
             encoder=spec.encoder,

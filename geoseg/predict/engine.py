@@ -5,7 +5,6 @@ from __future__ import annotations
 import functools
 import logging
 import os
-import re
 import threading
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
@@ -24,12 +23,9 @@ from .spec import ModelSpec
 __all__ = [
     "Predictor",
     "cpu_has_bf16",
-    "default_chunk",
     "get_predictor",
-    "local_workers",
     "resolve_device",
     "resolve_precision",
-    "worker_device",
 ]
 
 log = logging.getLogger(__name__)
@@ -75,59 +71,6 @@ def resolve_device(device: str = "auto") -> torch.device:
     elif dev.type != "cpu":
         raise ConfigError(f"unsupported device {device!r}; use auto, cpu, cuda or cuda:N")
     return dev
-
-
-def default_chunk(device: str) -> int:
-    """Block size when none is given: 1024 px on CPU, 2048 on CUDA.
-
-    A block's accumulator takes 4 bytes per class and pixel, and one block
-    per worker thread is in flight: 1024 keeps a CPU run's blocks to ~100 MB
-    together, at no cost in speed (the tile grid, and so the work, does not
-    depend on the block size). A GPU gets bigger blocks so that they fill its
-    batches.
-    """
-    cuda = device.startswith("cuda")
-    if device == "auto":
-        cuda = torch.cuda.is_available()
-    return 2048 if cuda else 1024
-
-
-def local_workers(device: str) -> int:
-    """Workers of a local cluster: one per GPU on a machine with several (see :func:`worker_device`), else per core."""
-    if device in ("auto", "cuda") and torch.cuda.device_count() > 1:
-        return torch.cuda.device_count()
-    return os.cpu_count() or 1
-
-
-def worker_device(device: str, worker: object = None, gpus: int | None = None) -> str:
-    """The GPU a Dask worker uses on a machine with several: one worker per GPU.
-
-    ``cuda`` or ``auto`` in a worker whose name ends in a number N (a
-    ``LocalCluster``'s workers are named 0, 1, ...; ``dask worker --name
-    gpu-3`` gives 3) becomes ``cuda:N mod <GPUs>``. A pinned ``cuda:N``, ``cpu``,
-    one GPU, or no worker (a local run) leave `device` as it is. `worker`
-    (the worker's name) and `gpus` default to the current worker's and the
-    visible device count; workers that see one GPU each (dask-cuda's
-    ``CUDA_VISIBLE_DEVICES`` per worker) keep ``cuda``.
-    """
-    if device not in ("auto", "cuda"):
-        return device
-    if worker is None:
-        import sys
-
-        if "distributed" not in sys.modules:
-            return device
-        from distributed import get_worker
-
-        try:
-            worker = get_worker().name
-        except ValueError:  # not inside a worker
-            return device
-    gpus = torch.cuda.device_count() if gpus is None else gpus
-    digits = re.search(r"(\d+)$", str(worker))
-    if gpus < 2 or digits is None:
-        return device
-    return f"cuda:{int(digits.group(1)) % gpus}"
 
 
 def cpu_has_bf16() -> bool:

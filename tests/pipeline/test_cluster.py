@@ -83,12 +83,12 @@ def test_a_killed_cluster_worker_costs_a_retry_not_the_run(tmp_path, fcn_model):
     ],
 )
 def test_one_dask_worker_per_gpu(device, worker, gpus, expected):
-    from geoseg.predict.engine import worker_device
+    from geoseg.predict.runtime import worker_device
 
     assert worker_device(device, worker, gpus) == expected
 
 
 def test_outside_a_worker_the_device_is_kept():
-    from geoseg.predict.engine import worker_device
+    from geoseg.predict.runtime import worker_device
 
     assert worker_device("cuda") == "cuda"

@@ -1,0 +1,291 @@
+"""Inference with ONNX Runtime: a :class:`OnnxPredictor` runs a geoseg ``.onnx`` graph without torch.
+
+An ONNX file written by ``geoseg model export`` carries its whole
+:class:`~geoseg.predict.spec.ModelSpec` in the graph's metadata, so it runs
+with nothing beside it. Its input is the normalised image, ``(pixel - mean) /
+std`` in float32, shape ``(N, C, H, W)``; its output is the softmax
+probabilities, ``(N, K, H, W)``. The metadata also carries the keys the QGIS
+plugins Deepness and GeoDeep read (``model_type``, ``class_names``,
+``resolution``, ``tiles_size``, ``tiles_overlap``, ``standardization_mean`` /
+``standardization_std``), which describe the same normalisation for 8-bit
+imagery scaled to 0..1.
+
+This module imports onnxruntime, never torch: a worker that runs an ONNX
+model starts in a fraction of the time and memory a torch worker needs.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import logging
+import os
+import threading
+from collections import deque
+from collections.abc import Iterable, Iterator, Mapping
+from concurrent.futures import Future, ThreadPoolExecutor
+from contextlib import AbstractContextManager, nullcontext
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ..errors import CheckpointError, ConfigError, GeosegIOError
+from .spec import ModelSpec
+
+__all__ = [
+    "FORMAT_KEY",
+    "OnnxPredictor",
+    "get_onnx_predictor",
+    "read_metadata",
+    "read_onnx_spec",
+]
+
+log = logging.getLogger(__name__)
+
+#: Metadata key whose presence marks a geoseg graph, and its format version.
+FORMAT_KEY = "geoseg_onnx"
+FORMAT_VERSION = 1
+
+
+def _session_options(threads: int | None, *, optimize: bool = True) -> Any:
+    import onnxruntime as ort
+
+    so = ort.SessionOptions()
+    so.intra_op_num_threads = threads or 1
+    so.inter_op_num_threads = 1
+    so.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+    so.log_severity_level = 3  # ORT's own warnings (unused initialisers...) are not the user's concern
+    if not optimize:
+        so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
+    return so
+
+
+def read_metadata(path: str | os.PathLike[str]) -> dict[str, str]:
+    """The custom metadata of an ONNX file (``metadata_props``), read with onnxruntime.
+
+    Raises
+    ------
+    GeosegIOError
+        The file does not exist.
+    CheckpointError
+        The file is not an ONNX model onnxruntime can read.
+    """
+    import onnxruntime as ort
+
+    p = Path(path)
+    if not p.is_file():
+        raise GeosegIOError(f"model file not found: {p}; pass --model PATH to a geoseg checkpoint or .onnx file")
+    try:
+        sess = ort.InferenceSession(str(p), _session_options(1, optimize=False), providers=["CPUExecutionProvider"])
+    except Exception as exc:
+        first = str(exc).strip().splitlines()[0][:200] if str(exc).strip() else type(exc).__name__
+        raise CheckpointError(f"{p.name} is not an ONNX model onnxruntime can read ({first})") from exc
+    return dict(sess.get_modelmeta().custom_metadata_map)
+
+
+def _spec_from(meta: Mapping[str, str], name: str) -> ModelSpec:
+    if FORMAT_KEY not in meta or "geoseg_spec" not in meta:
+        raise CheckpointError(
+            f"{name} is an ONNX model without geoseg's description; export it with "
+            "`geoseg model export MODEL.pt -o MODEL.onnx`"
+        )
+    try:
+        version = int(meta[FORMAT_KEY])
+    except ValueError:
+        raise CheckpointError(f"{name} has an invalid {FORMAT_KEY} value {meta[FORMAT_KEY]!r}") from None
+    if version > FORMAT_VERSION:
+        raise CheckpointError(f"{name} uses geoseg ONNX format {version}; upgrade geoseg to read it")
+    try:
+        return ModelSpec.from_dict(json.loads(meta["geoseg_spec"]))
+    except (KeyError, TypeError, ValueError) as exc:
+        raise CheckpointError(f"{name} has an invalid model description: {exc}") from exc
+
+
+def read_onnx_spec(path: str | os.PathLike[str]) -> ModelSpec:
+    """The :class:`ModelSpec` stored in a geoseg ONNX file's metadata."""
+    return _spec_from(read_metadata(path), Path(path).name)
+
+
+def _providers(device: str) -> tuple[list[Any], str]:
+    """Execution providers for `device` (``auto``, ``cpu``, ``cuda``, ``cuda:N``) and the device they mean."""
+    import onnxruntime as ort
+
+    available = ort.get_available_providers()
+    cuda_ok = "CUDAExecutionProvider" in available
+    if device == "auto":
+        from .runtime import visible_gpus
+
+        device = "cuda" if cuda_ok and visible_gpus() > 0 else "cpu"
+    if device == "cpu":
+        return ["CPUExecutionProvider"], "cpu"
+    if not device.startswith("cuda"):
+        raise ConfigError(f"unsupported device {device!r}; use auto, cpu, cuda or cuda:N")
+    if not cuda_ok:
+        raise ConfigError(
+            f"--device {device}: this onnxruntime has no CUDA support; install onnxruntime-gpu or use --device cpu"
+        )
+    index = int(device.split(":")[1]) if ":" in device else 0
+    providers: list[Any] = []
+    if "TensorrtExecutionProvider" in available and os.environ.get("GEOSEG_TENSORRT", "") == "1":
+        cache = Path(os.environ.get("GEOSEG_TENSORRT_CACHE", Path.home() / ".cache" / "geoseg" / "tensorrt"))
+        providers.append(
+            (
+                "TensorrtExecutionProvider",
+                {"device_id": index, "trt_engine_cache_enable": True, "trt_engine_cache_path": str(cache)},
+            )
+        )
+    providers += [("CUDAExecutionProvider", {"device_id": index}), "CPUExecutionProvider"]
+    return providers, f"cuda:{index}"
+
+
+_POOLS: dict[int, ThreadPoolExecutor] = {}
+_GUARD = threading.Lock()
+_DEVICE_LOCKS: dict[str, threading.Lock] = {}
+
+
+def _pool(size: int) -> ThreadPoolExecutor:
+    with _GUARD:
+        if size not in _POOLS:
+            _POOLS[size] = ThreadPoolExecutor(max_workers=size, thread_name_prefix="geoseg-onnx")
+        return _POOLS[size]
+
+
+class OnnxPredictor:
+    """A geoseg ONNX graph on a device that turns image tiles into class probabilities.
+
+    The same interface as the torch :class:`~geoseg.predict.engine.Predictor`
+    (:meth:`batches`, :meth:`predict`, :meth:`stream`, :attr:`spec`,
+    :attr:`multiple`, :attr:`batch_size`), so the pipeline runs either.
+
+    Parameters
+    ----------
+    path : path-like
+        An ONNX file written by ``geoseg model export``.
+    device : str
+        ``auto``, ``cpu``, ``cuda`` or ``cuda:N`` (CUDA needs ``onnxruntime-gpu``;
+        with ``GEOSEG_TENSORRT=1`` the TensorRT provider is tried first where installed).
+    batch_size : int, optional
+        Tiles per run (default 1 on CPU, 8 on CUDA).
+    precision : str
+        ``auto`` or the graph's own precision (``fp32`` or ``int8``): a graph
+        has one precision, fixed when it was exported.
+    threads : int, optional
+        Intra-op threads per run on CPU (default 1: geoseg runs one pass per
+        core at once, and a fixed count keeps the result identical
+        whatever the scheduler).
+    """
+
+    def __init__(
+        self,
+        path: str | os.PathLike[str],
+        *,
+        device: str = "auto",
+        batch_size: int | None = None,
+        precision: str = "auto",
+        threads: int | None = None,
+    ) -> None:
+        import onnxruntime as ort
+
+        self.path = Path(path)
+        providers, self.device = _providers(device)
+        try:
+            self.session = ort.InferenceSession(str(self.path), _session_options(threads), providers=providers)
+        except Exception as exc:
+            first = str(exc).strip().splitlines()[0][:200] if str(exc).strip() else type(exc).__name__
+            raise CheckpointError(f"{self.path.name} is not an ONNX model onnxruntime can run ({first})") from exc
+        meta = dict(self.session.get_modelmeta().custom_metadata_map)
+        self.spec: ModelSpec = _spec_from(meta, self.path.name)
+        self.metadata = meta
+        self.precision = meta.get("geoseg_precision", "fp32")
+        if precision not in ("auto", self.precision):
+            raise ConfigError(
+                f"{self.path.name} is a {self.precision} graph and cannot run at --precision {precision}; "
+                f"use --precision auto, or export the model at that precision"
+            )
+        self.multiple = int(meta.get("geoseg_multiple", "32"))
+        self.cuda = self.device.startswith("cuda")
+        self.batch_size = batch_size or (8 if self.cuda else 1)
+        self._input = self.session.get_inputs()[0].name
+        self._mean = np.asarray(self.spec.mean, dtype=np.float32).reshape(1, -1, 1, 1)
+        self._std = np.asarray(self.spec.std, dtype=np.float32).reshape(1, -1, 1, 1)
+        self._lock: AbstractContextManager[object] = nullcontext()
+        if self.cuda:
+            with _GUARD:
+                self._lock = _DEVICE_LOCKS.setdefault(self.device, threading.Lock())
+        log.info(
+            "loaded %s (%s/%s, ONNX Runtime %s) on %s, batch %d",
+            self.path.name,
+            self.spec.arch,
+            self.spec.encoder,
+            self.precision,
+            self.device,
+            self.batch_size,
+        )
+
+    def batches(self, tiles: np.ndarray) -> Iterator[np.ndarray]:
+        """Class probabilities for `tiles` (raw pixels, ``(N, C, H, W)``), one batch at a time."""
+        if tiles.ndim != 4 or tiles.shape[1] != self.spec.in_channels:
+            raise ValueError(f"expected tiles of shape (N, {self.spec.in_channels}, H, W), got {tiles.shape}")
+        h, w = tiles.shape[-2:]
+        if h % self.multiple or w % self.multiple:
+            raise ValueError(f"tile size {h}x{w} is not a multiple of {self.multiple}")
+        bs = self.batch_size
+        for start in range(0, len(tiles), bs):
+            chunk = tiles[start : start + bs]
+            n = len(chunk)
+            if self.cuda and n < bs:
+                pad = np.zeros((bs - n, *chunk.shape[1:]), dtype=chunk.dtype)
+                chunk = np.concatenate([chunk, pad])
+            yield self._forward(chunk)[:n]
+
+    def predict(self, tiles: np.ndarray) -> np.ndarray:
+        """All of :meth:`batches` concatenated."""
+        return np.concatenate(list(self.batches(tiles)))
+
+    def stream(self, batches: Iterable[np.ndarray], *, parallel: int = 1) -> Iterator[np.ndarray]:
+        """:meth:`predict` for each of `batches`, in order, up to `parallel` at once on CPU."""
+        if parallel <= 1 or self.cuda:
+            for b in batches:
+                yield self.predict(b)
+            return
+        pool = _pool(parallel)
+        pending: deque[Future[np.ndarray]] = deque()
+        for b in batches:
+            pending.append(pool.submit(self.predict, b))
+            if len(pending) >= parallel:
+                yield pending.popleft().result()
+        while pending:
+            yield pending.popleft().result()
+
+    def _forward(self, chunk: np.ndarray) -> np.ndarray:
+        # the same float32 arithmetic as the torch engine's, so both see identical inputs
+        x = (chunk.astype(np.float32, copy=False) - self._mean) / self._std
+        with self._lock:
+            (probs,) = self.session.run(None, {self._input: np.ascontiguousarray(x, dtype=np.float32)})
+        return np.asarray(probs, dtype=np.float32)
+
+
+_CACHE_GUARD = threading.Lock()
+
+
+@functools.lru_cache(maxsize=4)
+def _cached(
+    path: str, mtime_ns: int, size: int, device: str, batch_size: int | None, precision: str, threads: int | None
+) -> OnnxPredictor:
+    return OnnxPredictor(path, device=device, batch_size=batch_size, precision=precision, threads=threads)
+
+
+def get_onnx_predictor(
+    path: str | os.PathLike[str],
+    *,
+    device: str = "auto",
+    batch_size: int | None = None,
+    precision: str = "auto",
+    threads: int | None = None,
+) -> OnnxPredictor:
+    """The process-wide :class:`OnnxPredictor` for a file, created on first use."""
+    p = Path(path).resolve()
+    st = p.stat()
+    with _CACHE_GUARD:
+        return _cached(str(p), st.st_mtime_ns, st.st_size, device, batch_size, precision, threads)
