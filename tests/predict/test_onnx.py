@@ -145,7 +145,8 @@ def test_workers_running_an_onnx_model_never_import_torch(exported, scene, tmp_p
         run(RunConfig(scene=scene, model=model, outdir=Path(out) / "threads", tile=256))
         print("main", "torch" in sys.modules)
         with LocalCluster(n_workers=1, threads_per_worker=1, processes=True, dashboard_address=None) as cluster:
-            run(RunConfig(scene=scene, model=model, outdir=Path(out) / "cluster", tile=256, scheduler=cluster.scheduler_address))
+            address = cluster.scheduler_address
+            run(RunConfig(scene=scene, model=model, outdir=Path(out) / "cluster", tile=256, scheduler=address))
             with Client(cluster) as client:
                 seen = client.run(lambda: ("torch" in sys.modules, "onnxruntime" in sys.modules))
         print("workers", sorted(set(seen.values())))
@@ -196,7 +197,7 @@ def test_engine_choice(exported, tmp_path, monkeypatch):
         choose(path, engine="torch", device="cpu", precision="auto")
     with pytest.raises(ConfigError, match="fp32 graph and cannot run at --precision int8"):
         choose(path, engine="auto", device="cpu", precision="int8")
-    with pytest.raises(ConfigError, match="geoseg model export .* --int8 --calibrate"):
+    with pytest.raises(ConfigError, match=r"geoseg model export .* --int8 --calibrate"):
         choose(pt, engine="auto", device="cpu", precision="int8")
     # a calibrated int8 graph in the cache: the CPU default where torch has no AMX to run bf16 on
     from geoseg._files import sha256_file
