@@ -8,7 +8,7 @@ import os
 import subprocess
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -114,6 +114,14 @@ def invoke(*args: object) -> tuple[int, str]:
         tb = "".join(traceback.format_exception(result.exception))
         return result.exit_code, f"{result.output}\nTraceback (uncaught):\n{tb}"
     return result.exit_code, result.output
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _private_model_library(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    """No test reads or writes the user's model library (installed models, exported graphs); tests may set their own."""
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("GEOSEG_HOME", str(tmp_path_factory.mktemp("geoseg-home")))
+        yield
 
 
 _started: list[subprocess.Popen[bytes]] = []

@@ -56,7 +56,7 @@ def demo(outdir: Path, minutes: float | None, no_install: bool, quiet: bool) -> 
             def progress(stage: str, done: int, total: int, info: dict[str, Any]) -> None:
                 if stage in ("train", "validate", "epoch"):
                     bar.update(stage, done, total, info)
-                elif stage in ("data", "segment", "vectorize", "export", "evaluate"):
+                elif stage in ("data", "int8", "segment", "vectorize", "export", "evaluate"):
                     bar.update_stage(stage, done, total)
 
             result = run_demo(outdir, settings, progress=progress)
@@ -69,6 +69,13 @@ def demo(outdir: Path, minutes: float | None, no_install: bool, quiet: bool) -> 
     if not quiet:
         for name, iou in result.class_iou.items():
             console.print(f"  {name:<20} IoU {'–' if iou is None else f'{100 * iou:.1f} %'}")
+    if result.int8_agreement is None:
+        console.print("int8 graph: refused (below 99.5 % agreement with fp32 on held-out tiles); CPUs run torch")
+    else:
+        console.print(
+            f"int8 graph: {100 * result.int8_agreement:.2f} % of held-out pixels agree with fp32; "
+            "`geoseg run --engine auto` uses it on CPUs without AMX"
+        )
     console.print("\noutputs:")
     for key, path in result.outputs.items():
         console.print(f"  {key:<10} {path}")

@@ -244,36 +244,15 @@ def export(
         if not quiet:
             click.echo(msg, err=True)
 
-    with _quiet_stdout():
-        cal = quantize_int8(
-            path, output, calibrate=calibrate, tiles=tiles, min_agreement=min_agreement, force=force, progress=say
-        )
+    cal = quantize_int8(
+        path, output, calibrate=calibrate, tiles=tiles, min_agreement=min_agreement, force=force, progress=say
+    )
     kept = ", ".join(cal.kept_float)
     click.echo(
         f"wrote {output} (int8, {output.stat().st_size / 1e6:.1f} MB): {cal.agreement:.3%} of "
         f"{cal.heldout_pixels:,} held-out pixels agree with fp32 ({cal.method} calibration on "
         f"{cal.calibration_tiles} tiles, checked on {cal.heldout_tiles}); kept in float: {kept}"
     )
-
-
-@contextlib.contextmanager
-def _quiet_stdout() -> Iterator[None]:
-    """onnxruntime's calibrators print their settings to stdout: keep the command's output to its own lines."""
-    import io
-    import os
-    import sys
-
-    sys.stdout.flush()
-    saved = os.dup(1)
-    try:
-        with open(os.devnull, "w") as devnull:
-            os.dup2(devnull.fileno(), 1)
-            with contextlib.redirect_stdout(io.StringIO()):
-                yield
-    finally:
-        sys.stdout.flush()
-        os.dup2(saved, 1)
-        os.close(saved)
 
 
 class _DownloadBar:

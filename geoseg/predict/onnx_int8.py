@@ -21,10 +21,13 @@ convolutions, which are nearly all of the work) runs in int8.
 
 from __future__ import annotations
 
+import contextlib
 import functools
+import io
 import json
 import logging
 import os
+import sys
 import tempfile
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import asdict, dataclass
@@ -34,7 +37,7 @@ from typing import Any
 import numpy as np
 
 from .._files import staged
-from ..errors import ConfigError, DatasetNotFoundError, QuantizationError
+from ..errors import ConfigError, DatasetNotFoundError, GeosegError, QuantizationError
 from .onnx_engine import OnnxPredictor, read_metadata
 from .spec import ModelSpec
 
@@ -127,9 +130,16 @@ def _readers(spec: ModelSpec, sources: Sequence[str], size: int) -> list[Callabl
         if kind in ("potsdam", "vaihingen", "synthetic") and ":" in str(source):
             loaders += _dataset_readers(spec, source, size)
             continue
+        folder = Path(source).expanduser().is_dir()
         for path in _scene_files(source):
-            info = open_scene(path)
-            bands = select_bands(info, None, spec.in_channels, spec.bands)
+            try:
+                info = open_scene(path)
+                bands = select_bands(info, None, spec.in_channels, spec.bands)
+            except GeosegError as exc:
+                if not folder:
+                    raise
+                log.warning("calibration skips %s: %s", path.name, exc)  # labels beside images, say
+                continue
             for r, c in _windows(info.height, info.width, size):
                 loaders.append(functools.partial(_scene_tile, info.path, bands, fill, r, c, size))
     return loaders
@@ -229,19 +239,36 @@ def _quantize(pre: Path, out: Path, calib: list[np.ndarray], exclude: list[str],
     extra: dict[str, Any] = {"CalibMovingAverage": False}
     if method == "percentile":
         extra["CalibPercentile"] = 99.999
-    quantize_static(
-        str(pre),
-        str(out),
-        _Reader(calib, "image"),
-        quant_format=QuantFormat.QDQ,
-        per_channel=True,
-        activation_type=QuantType.QUInt8,
-        weight_type=QuantType.QInt8,
-        op_types_to_quantize=list(OP_TYPES),
-        nodes_to_exclude=exclude,
-        calibrate_method=methods[method],
-        extra_options=extra,
-    )
+    with _quiet_stdout():
+        quantize_static(
+            str(pre),
+            str(out),
+            _Reader(calib, "image"),
+            quant_format=QuantFormat.QDQ,
+            per_channel=True,
+            activation_type=QuantType.QUInt8,
+            weight_type=QuantType.QInt8,
+            op_types_to_quantize=list(OP_TYPES),
+            nodes_to_exclude=exclude,
+            calibrate_method=methods[method],
+            extra_options=extra,
+        )
+
+
+@contextlib.contextmanager
+def _quiet_stdout() -> Iterator[None]:
+    """onnxruntime's calibrators print their settings on stdout (file descriptor 1): the library never prints."""
+    sys.stdout.flush()
+    saved = os.dup(1)
+    try:
+        with open(os.devnull, "w") as devnull:
+            os.dup2(devnull.fileno(), 1)
+            with contextlib.redirect_stdout(io.StringIO()):
+                yield
+    finally:
+        sys.stdout.flush()
+        os.dup2(saved, 1)
+        os.close(saved)
 
 
 def _agreement(
