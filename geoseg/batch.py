@@ -324,9 +324,9 @@ def run_batch(
     KeyboardInterrupt
         After the manifest has recorded the interrupted scene.
     """
+    from ._files import sha256_file
     from ._lock import hold
     from .models import resolve_model
-    from .predict.checkpoint import model_hash
 
     t_start = time.perf_counter()
     scenes = scene_paths(job)
@@ -344,7 +344,7 @@ def run_batch(
             held.enter_context(
                 hold(outdir / f".{job.region}.lock", f"job {job.region!r} is already running", error=JobLockedError)
             )
-        mhash = model_hash(model)
+        mhash = sha256_file(model)  # the model's identity, as run.json records it
         outcomes = [SceneOutcome(scene=p.stem, path=str(p)) for p in scenes]
         started = datetime.now(UTC).isoformat(timespec="seconds")
 

@@ -81,7 +81,7 @@ def evaluate(
 
     from ..errors import ConfigError
     from ..models import resolve_model
-    from ..predict.checkpoint import read_spec
+    from ..predict.runtime import read_spec
     from ..training import datasets
     from ..training.evaluate import dataset_samples
     from ..training.evaluate import evaluate as run_evaluation

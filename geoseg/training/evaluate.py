@@ -244,7 +244,7 @@ def evaluate(
     """
     from ..config import RunConfig
     from ..pipeline import run
-    from ..predict.checkpoint import read_spec
+    from ..predict.runtime import read_spec
 
     if not samples:
         raise ConfigError("nothing to evaluate: the dataset holds no test images")
