@@ -282,7 +282,9 @@ def _readable(kind: str, path: Path) -> bool:
 
 
 def _settings(parameters: dict[str, Any]) -> dict[str, Any]:
-    return {k: v for k, v in parameters.items() if k not in _NEUTRAL}
+    # a setting a report predates (engine, say) had its default then: the scene need not be mapped again
+    defaults = {k: f.default for k, f in RunOptions.model_fields.items()}
+    return {k: v for k, v in (defaults | parameters).items() if k not in _NEUTRAL}
 
 
 def _outcome_from_report(outcome: SceneOutcome, report: RunReport, report_path: Path) -> None:

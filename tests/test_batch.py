@@ -291,3 +291,15 @@ def test_batch_killed_with_sigkill_resumes_to_identical_outputs(tmp_path, model)
         assert_same_outputs(tmp_path / "ref" / "scenes", tmp_path / "out" / "scenes", stem)
     assert features(tmp_path / "ref" / "ref.landcover.gpkg")[0] == features(tmp_path / "out" / "job.landcover.gpkg")[0]
     print(f"full batch {full:.1f} s, resumed batch {resumed:.1f} s")
+
+
+def test_a_report_that_predates_a_setting_is_still_current():
+    """Outputs mapped before --engine existed were made with its default: upgrading does not remap a region."""
+    from geoseg.batch import _settings
+    from geoseg.config import RunConfig
+
+    params = RunConfig(scene=Path("a.tif"), model=Path("m.pt")).model_dump(mode="json")
+    older = {k: v for k, v in params.items() if k != "engine"}
+    assert _settings(older) == _settings(params)
+    assert _settings(params | {"engine": "onnx"}) != _settings(params)
+    assert _settings(params | {"overlap": 32}) != _settings(params)
