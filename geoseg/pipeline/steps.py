@@ -189,7 +189,8 @@ def prepare(cfg: RunConfig, cleanup: contextlib.ExitStack) -> Prepared:
     scene_checksum = in_background(file_checksum, info.path)  # hashing a big scene overlaps importing torch
     from ..predict.runtime import choose_engine, read_spec
 
-    choice = choose_engine(cfg.model, engine=cfg.engine, device=cfg.device, precision=cfg.precision)
+    remote = cfg.scheduler.startswith(("tcp://", "tls://"))
+    choice = choose_engine(cfg.model, engine=cfg.engine, device=cfg.device, precision=cfg.precision, remote=remote)
     spec = read_spec(choice.path)
     bands = select_bands(info, cfg.bands, spec.in_channels, spec.bands)
     if not has_valid_pixels(info):
@@ -211,7 +212,7 @@ def prepare(cfg: RunConfig, cleanup: contextlib.ExitStack) -> Prepared:
 
     plan = BlockPlan.from_chunk(grid, cfg.chunk or default_chunk(cfg.device))
     precision: str = choice.precision or cfg.precision
-    if choice.engine == "torch" and not cfg.scheduler.startswith(("tcp://", "tls://")):
+    if choice.engine == "torch" and not remote:
         from ..predict.engine import resolve_device, resolve_precision  # a cluster's workers resolve their own device
 
         precision = resolve_precision(resolve_device(cfg.device), cfg.precision)

@@ -198,7 +198,9 @@ def _graph_precision(path: Path) -> str:
     return read_metadata(path).get("geoseg_precision", "fp32")
 
 
-def choose_engine(model: str | os.PathLike[str], *, engine: str, device: str, precision: str) -> EngineChoice:
+def choose_engine(
+    model: str | os.PathLike[str], *, engine: str, device: str, precision: str, remote: bool = False
+) -> EngineChoice:
     """Which engine and file run `model` on `device` at `precision`.
 
     - A ``.onnx`` file runs with ONNX Runtime at the precision it was exported with.
@@ -211,7 +213,9 @@ def choose_engine(model: str | os.PathLike[str], *, engine: str, device: str, pr
       AMX run torch (AMX's bf16 matrix units run a U-Net ResNet-34 forward
       pass 1.5x faster than ONNX Runtime's int8 kernels, README
       "Engines"); on other CPUs the calibrated int8 graph runs where one
-      exists (1.85x faster than torch bf16 on a Zen 4), else torch.
+      exists (1.85x faster than torch bf16 on a Zen 4), else torch. With
+      `remote` workers (a ``tcp://`` cluster), whose hardware this process
+      cannot see, auto is torch.
 
     Raises
     ------
@@ -254,6 +258,8 @@ def choose_engine(model: str | os.PathLike[str], *, engine: str, device: str, pr
     if engine == "auto":
         if precision == "int8":
             return EngineChoice("onnx", int8, "int8", sha, "--precision int8")
+        if remote:
+            return EngineChoice("torch", path, None, sha, "a cluster's workers choose their device")
         if cuda:
             return EngineChoice("torch", path, None, sha, "a CUDA device")
         if "amx_bf16" in cpu_flags() and precision == "auto":

@@ -213,6 +213,8 @@ def test_engine_choice(exported, tmp_path, monkeypatch):
     monkeypatch.setattr(runtime, "cpu_flags", lambda: frozenset({"avx512_bf16", "amx_bf16", "amx_tile"}))
     assert choose(pt, engine="auto", device="cpu", precision="auto").engine == "torch"
     assert choose(pt, engine="onnx", device="cpu", precision="auto").path == int8
+    monkeypatch.setattr(runtime, "cpu_flags", lambda: frozenset({"avx512_bf16"}))
+    assert choose(pt, engine="auto", device="auto", precision="auto", remote=True).engine == "torch"
 
 
 def test_command_line_errors_are_one_line(exported, scene, tmp_path):
