@@ -33,3 +33,25 @@ def test_run_on_cuda(tmp_path, fcn_model):
     path = write_tif(tmp_path / "s.tif", smooth_image(700, 600))
     res = run(RunConfig(scene=path, model=fcn_model, outdir=tmp_path, device="cuda", tile=256, overlap=32))
     assert res.n_polygons > 0
+
+
+def test_onnx_runtime_on_cuda_agrees_with_cpu(tmp_path, fcn_model):
+    """The CUDA execution provider (onnxruntime-gpu) gives the CPU provider's classes."""
+    ort = pytest.importorskip("onnxruntime")
+    if "CUDAExecutionProvider" not in ort.get_available_providers():
+        pytest.skip("onnxruntime has no CUDA provider here (pip install onnxruntime-gpu)")
+    from geoseg.predict.onnx_engine import OnnxPredictor
+    from geoseg.predict.onnx_export import export_onnx
+
+    path = tmp_path / "m.onnx"
+    export_onnx(fcn_model, path)
+    rng = np.random.default_rng(0)
+    x = rng.integers(0, 255, (5, 3, 256, 256), dtype=np.uint8)
+    cpu = OnnxPredictor(path, device="cpu").predict(x)
+    gpu = OnnxPredictor(path, device="cuda", batch_size=4)
+    assert gpu.device == "cuda:0" and gpu.session.get_providers()[0] in (
+        "CUDAExecutionProvider",
+        "TensorrtExecutionProvider",
+    )
+    out = gpu.predict(x)
+    assert (out.argmax(1) == cpu.argmax(1)).mean() > 0.999
