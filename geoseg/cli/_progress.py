@@ -43,9 +43,13 @@ class JsonProgress:
     ----------
     scenes : int
         Scenes the command maps (a batch job's); the fraction spans them all.
+    shares : dict, optional
+        The command's stages in order, with the share of a scene's work each takes
+        [default: a run's: segment, clean, vectorize, export].
     """
 
-    def __init__(self, scenes: int = 1) -> None:
+    def __init__(self, scenes: int = 1, shares: dict[str, float] | None = None) -> None:
+        self.shares = shares or _STAGE_SHARES
         self.scenes = max(scenes, 1)
         self.scene = 0
         self.fraction = 0.0
@@ -54,11 +58,11 @@ class JsonProgress:
     def update(self, stage: str, done: int, total: int) -> None:
         """A stage of the current scene has `done` of `total` steps finished."""
         before = 0.0
-        for name, share in _STAGE_SHARES.items():
+        for name, share in self.shares.items():
             if name == stage:
                 break
             before += share
-        within = before + _STAGE_SHARES.get(stage, 0.0) * (done / total if total else 1.0)
+        within = before + self.shares.get(stage, 0.0) * (done / total if total else 1.0)
         self._emit(stage, done, total, (self.scene + within) / self.scenes)
 
     def next_scene(self, index: int, name: str) -> None:

@@ -8,6 +8,7 @@ from qgis.core import (
     QgsProcessingAlgorithm,
     QgsProcessingContext,
     QgsProcessingException,
+    QgsProcessingLayerPostProcessorInterface,
     QgsProcessingOutputFile,
     QgsProcessingOutputNumber,
     QgsProcessingOutputRasterLayer,
@@ -37,6 +38,21 @@ _SIMPLIFY_HELP = "Simplify boundaries by (m), keeping shared edges shared [defau
 _models = None
 
 
+class _DefaultStyle(QgsProcessingLayerPostProcessorInterface):
+    """Applies the style geoseg stored with the output (Processing loads layers without their default style)."""
+
+    def postProcessLayer(self, layer, context, feedback):
+        message, ok = layer.loadDefaultStyle()
+        if not ok:
+            feedback.pushWarning(f"{layer.name()}: no geoseg style found ({message})")
+        layer.triggerRepaint()
+
+
+#: The context deletes a layer's post-processor (one each), but the Python half of it must outlive the
+#: algorithm until the layer is loaded: the latest ones are kept here.
+_post_processors = []
+
+
 def executable_setting():
     """The path the user set for geoseg ("" where none), read where Processing keeps its settings."""
     return str(QgsSettings().value(f"Processing/Configuration/{EXECUTABLE_SETTING}", "") or "")
@@ -46,6 +62,21 @@ def forget_models():
     """Read the installed models again when the algorithms are next built (the provider's refresh)."""
     global _models
     _models = None
+
+
+class _DefaultStyle(QgsProcessingLayerPostProcessorInterface):
+    """Applies the style geoseg stored with the output (Processing loads layers without their default style)."""
+
+    def postProcessLayer(self, layer, context, feedback):
+        message, ok = layer.loadDefaultStyle()
+        if not ok:
+            feedback.pushWarning(f"{layer.name()}: no geoseg style found ({message})")
+        layer.triggerRepaint()
+
+
+#: The context deletes a layer's post-processor (one each), but the Python half of it must outlive the
+#: algorithm until the layer is loaded: the latest ones are kept here.
+_post_processors = []
 
 
 def installed_models():
@@ -146,6 +177,9 @@ class _GeosegAlgorithm(QgsProcessingAlgorithm):
     def load(context, uri, name, output):
         """Add `uri` to the project when the algorithm has finished (the desktop's Processing does it)."""
         details = QgsProcessingContext.LayerDetails(name, context.project(), output)
+        styler = _DefaultStyle()
+        _post_processors[:] = [*_post_processors[-15:], styler]
+        details.setPostProcessor(styler)
         context.addLayerToLoadOnCompletion(uri, details)
 
 
