@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import subprocess
 import sys
 import textwrap
 import time
@@ -149,6 +150,18 @@ def test_install_copies_enables_and_records_this_geoseg(tmp_path: Path) -> None:
     # installing again replaces the copy and keeps one entry
     install_plugin("work", root=tmp_path / "profiles")
     assert (profile / "QGIS" / "QGIS3.ini").read_text().count(PLUGIN_NAME) == 1
+
+
+def test_qgis_commands_import_no_torch(tmp_path: Path) -> None:
+    code = (
+        "import sys; from geoseg.cli import main\n"
+        f"try:\n    main(['qgis', 'zip', '-o', {str(tmp_path / 'p.zip')!r}])\n"
+        "except SystemExit as e:\n    assert not e.code\n"
+        "assert 'torch' not in sys.modules and 'rasterio' not in sys.modules, 'heavy import'"
+    )
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=False)
+    assert proc.returncode == 0, proc.stderr
+    assert (tmp_path / "p.zip").is_file()
 
 
 def test_zip_holds_the_plugin_folder(tmp_path: Path) -> None:

@@ -50,7 +50,7 @@ class _DefaultStyle(QgsProcessingLayerPostProcessorInterface):
 
 #: The context deletes a layer's post-processor (one each), but the Python half of it must outlive the
 #: algorithm until the layer is loaded: the latest ones are kept here.
-_post_processors = []
+_post_processors: list = []
 
 
 def executable_setting():
@@ -62,21 +62,6 @@ def forget_models():
     """Read the installed models again when the algorithms are next built (the provider's refresh)."""
     global _models
     _models = None
-
-
-class _DefaultStyle(QgsProcessingLayerPostProcessorInterface):
-    """Applies the style geoseg stored with the output (Processing loads layers without their default style)."""
-
-    def postProcessLayer(self, layer, context, feedback):
-        message, ok = layer.loadDefaultStyle()
-        if not ok:
-            feedback.pushWarning(f"{layer.name()}: no geoseg style found ({message})")
-        layer.triggerRepaint()
-
-
-#: The context deletes a layer's post-processor (one each), but the Python half of it must outlive the
-#: algorithm until the layer is loaded: the latest ones are kept here.
-_post_processors = []
 
 
 def installed_models():
