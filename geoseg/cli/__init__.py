@@ -70,6 +70,7 @@ def main(verbose: int) -> None:
     geoseg info scene.tif|model.pt             what a scene or a model holds
     geoseg vectorize scene.classes.tif         class raster -> land-cover GeoPackage
     geoseg model init -o model.pt              a new (untrained) model checkpoint
+    geoseg qgis install                        the QGIS Processing plugin
     """
     _setup_logging(verbose)
 
@@ -79,6 +80,7 @@ from . import demo as _demo  # noqa: E402
 from . import evaluate as _evaluate  # noqa: E402
 from . import info as _info  # noqa: E402
 from . import model as _model  # noqa: E402
+from . import qgis as _qgis  # noqa: E402
 from . import run as _run  # noqa: E402
 from . import train as _train  # noqa: E402
 from . import vectorize as _vectorize  # noqa: E402
@@ -91,3 +93,4 @@ main.add_command(_train.train)
 main.add_command(_evaluate.evaluate)
 main.add_command(_demo.demo)
 main.add_command(_batch.batch)
+main.add_command(_qgis.qgis)

@@ -84,6 +84,12 @@ def _log_to(ctx: click.Context, param: click.Parameter, value: Any) -> Any:
     return value
 
 
+def logs_json(ctx: click.Context | None = None) -> bool:
+    """Whether this command was given ``--log-json`` (it then also logs progress and results as JSON events)."""
+    ctx = ctx or click.get_current_context()
+    return bool(ctx.meta.get("geoseg.log", {}).get("log_json"))
+
+
 def log_options(f: Callable[..., Any]) -> Callable[..., Any]:
     """``--log-file PATH`` (append the run's log there) and ``--log-json`` (one JSON object per line)."""
     f = click.option(

@@ -8,7 +8,7 @@ from typing import Any
 
 import click
 
-from ._options import log_options, stop_on_sigterm
+from ._options import log_options, logs_json, stop_on_sigterm
 
 
 @click.command()
@@ -34,18 +34,40 @@ def batch(job_file: Path, dry_run: bool, retries: int | None, merge: bool | None
     See workflows/region.yaml for a commented job file.
     """
     from ..batch import load_job, run_batch
-    from ._progress import BatchProgress, print_batch_summary
+    from ._progress import BatchProgress, JsonProgress, log_result, print_batch_summary
 
     job = load_job(job_file, retries=retries, merge=merge)
     # systemd and schedulers stop jobs with SIGTERM: finish like Ctrl-C (manifest written, exit 130)
     stop_on_sigterm()
     kwargs: dict[str, Any] = {"dry_run": dry_run}
     # another run of the job holding its lock: LockedError, exit EXIT_LOCKED (75) like every command
+    # --log-json: progress over all scenes and the outputs also go to the log
+    events = JsonProgress() if logs_json() and not dry_run else None
+
+    def progress(event: str, info: dict[str, Any]) -> None:
+        if bar is not None:
+            bar.update(event, info)
+        if events is None:
+            return
+        if event == "scene":
+            events.scenes = info["total"]
+            events.next_scene(info["index"], info["name"])
+        elif event == "stage":
+            events.update(info["stage"], info["done"], info["total"])
+
+    bar: BatchProgress | None = None
     if quiet:
-        result = run_batch(job, **kwargs)
+        result = run_batch(job, progress=progress, **kwargs)
     else:
         with BatchProgress(job.region) as bar:
-            result = run_batch(job, progress=bar.update, **kwargs)
+            result = run_batch(job, progress=progress, **kwargs)
+    if events:
+        events.finish()
+        log_result(
+            {"manifest": result.manifest, "regional": result.regional},
+            scenes={o.scene: o.status for o in result.scenes},
+            failed=len(result.failed),
+        )
     if not quiet:
         print_batch_summary(result, dry_run=dry_run)
     if result.failed:

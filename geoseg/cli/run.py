@@ -2,15 +2,15 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
 import click
 
 from ..config import ENGINES, PRECISIONS, RunConfig, parse_bands
 from ..errors import ConfigError
 from ..tiling import DEFAULT_OVERLAP
-from ._options import log_options, min_area_option, simplify_option, stop_on_sigterm
+from ._options import log_options, logs_json, min_area_option, simplify_option, stop_on_sigterm
 
 
 @click.command()
@@ -116,7 +116,7 @@ def run(
     """
     from ..models import resolve_model
     from ..pipeline import run as run_pipeline
-    from ._progress import RunProgress, print_summary
+    from ._progress import JsonProgress, RunProgress, log_result, print_summary
     from .model import download_progress
 
     with download_progress((model or "model").split("#")[0].rsplit("/", 1)[-1], quiet) as download:
@@ -147,11 +147,27 @@ def run(
     except ConfigError as exc:
         raise click.UsageError(str(exc)) from None
     stop_on_sigterm()
-    kwargs: dict[str, Any] = {}
+    # --log-json: progress and the outputs also go to the log, for programs that drive geoseg
+    events = JsonProgress() if logs_json() else None
     if quiet:
-        result = run_pipeline(cfg)
+        result = run_pipeline(cfg, progress=events.update if events else None)
     else:
         with RunProgress(scene.name) as bar:
-            kwargs["progress"] = bar.update
-            result = run_pipeline(cfg, **kwargs)
+            result = run_pipeline(cfg, progress=_both(bar.update, events.update if events else None))
         print_summary(result)
+    if events:
+        events.finish()
+        log_result(result.outputs, polygons=result.n_polygons, resumed_blocks=result.resumed_blocks)
+
+
+def _both(
+    first: Callable[[str, int, int], None], second: Callable[[str, int, int], None] | None
+) -> Callable[[str, int, int], None]:
+    if second is None:
+        return first
+
+    def progress(stage: str, done: int, total: int) -> None:
+        first(stage, done, total)
+        second(stage, done, total)
+
+    return progress

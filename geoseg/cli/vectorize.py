@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING
 
 import click
 
-from ._options import min_area_option, simplify_option
+from ._options import log_options, logs_json, min_area_option, simplify_option
 
 if TYPE_CHECKING:
     from ..vectorize import VectorizeResult
@@ -27,6 +27,7 @@ if TYPE_CHECKING:
 @simplify_option
 @click.option("--workers", type=int, default=None, help="Processes polygonising cells [default: one per core].")
 @click.option("--overwrite", is_flag=True, help="Replace an existing output.")
+@log_options
 @click.option("-q", "--quiet", is_flag=True, help="No progress bar or summary.")
 def vectorize(
     classes: Path,
@@ -46,18 +47,31 @@ def vectorize(
     from rich.console import Console
 
     from ..vectorize import vectorize_raster
-    from ._progress import RunProgress, area_table
+    from ._progress import JsonProgress, RunProgress, area_table, log_result
 
-    def go(progress: Callable[[str, int, int], None] | None = None) -> VectorizeResult:
-        return vectorize_raster(
+    # the sieve's region pass is about a third of the polygonising pass
+    events = JsonProgress(shares={"clean": 0.25, "vectorize": 0.75}) if logs_json() else None
+
+    def go(bar: Callable[[str, int, int], None] | None = None) -> VectorizeResult:
+        def progress(stage: str, done: int, total: int) -> None:
+            if bar:
+                bar(stage, done, total)
+            if events:
+                events.update(stage, done, total)
+
+        res = vectorize_raster(
             classes,
             output,
             min_area=min_area,
             simplify=simplify,
             workers=workers,
             overwrite=overwrite,
-            progress=progress,
+            progress=progress if bar or events else None,
         )
+        if events:
+            events.finish()
+            log_result({"landcover": res.path}, polygons=res.n_polygons)
+        return res
 
     if quiet:
         go()
