@@ -1,4 +1,4 @@
-"""The CUDA path (AMP, channels_last, padded batches); skipped where no GPU is present."""
+"""The CUDA path (AMP, channels_last, padded batches; ONNX Runtime's CUDA provider); skipped where no GPU is present."""
 
 import numpy as np
 import pytest
@@ -33,3 +33,21 @@ def test_run_on_cuda(tmp_path, fcn_model):
     path = write_tif(tmp_path / "s.tif", smooth_image(700, 600))
     res = run(RunConfig(scene=path, model=fcn_model, outdir=tmp_path, device="cuda", tile=256, overlap=32))
     assert res.n_polygons > 0
+
+
+def test_onnx_runtime_runs_on_the_gpu(fcn_model, tmp_path):
+    ort = pytest.importorskip("onnxruntime")
+    if "CUDAExecutionProvider" not in ort.get_available_providers():
+        pytest.skip("needs onnxruntime-gpu")
+    from geoseg.predict.onnx_engine import OnnxPredictor
+    from geoseg.predict.onnx_export import export_onnx
+
+    path = tmp_path / "fcn18.onnx"
+    export_onnx(fcn_model, path)
+    x = np.random.default_rng(0).integers(0, 255, (5, 3, 256, 256), dtype=np.uint8)
+    cpu = OnnxPredictor(path, device="cpu").predict(x)
+    gpu = OnnxPredictor(path, device="cuda", batch_size=4)  # fails where the CUDA provider does not start
+    assert gpu.session.get_providers()[0] == "CUDAExecutionProvider" and gpu.batch_size == 4
+    out = gpu.predict(x)  # 5 tiles: one full batch, one padded
+    assert out.shape == cpu.shape and out.dtype == np.float32
+    assert (out.argmax(1) == cpu.argmax(1)).mean() > 0.99
