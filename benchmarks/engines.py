@@ -1,8 +1,8 @@
 """Engines side by side: torch fp32 and bf16, ONNX Runtime fp32 and int8, model-only and as whole commands.
 
     python benchmarks/engines.py [--model CKPT | --arch unet --encoder resnet34] [--scene PATH]
-                                 [--size 4096] [--big 16384] [--skip-big] [--tile 512] [--overlap 64]
-                                 [--tiles 16] [--calibrate PATH ...] [--json PATH] [--quick]
+                                 [--size 4096] [--big 16384] [--skip-big] [--model-only] [--tile 512] [--overlap 64]
+                                 [--tiles 16] [--rounds 3] [--calibrate PATH ...] [--json PATH] [--quick]
 
 Everything runs in one invocation, on the same scene and weights (``--model``, a
 trained checkpoint, or untrained seeded weights of ``--arch``/``--encoder``), so
@@ -14,7 +14,8 @@ model for agreement figures that mean something.
     CPU layout (one intra-op thread per forward pass, one pass per core at
     once), for torch fp32 (channels_last, as geoseg runs it), torch bf16 autocast
     + channels_last, ONNX Runtime fp32 and ONNX Runtime int8, and each one's
-    argmax agreement with torch fp32 on held-out tiles (valid pixels only). The
+    argmax agreement with torch fp32 on held-out tiles (valid pixels only); the
+    engines take turns over ``--rounds`` rounds and each one's median counts. The
     tiles come from the scene that (b) maps: by default a seeded synthetic town
     (:mod:`geoseg.synthetic`), else ``--scene``. The int8 graph is calibrated
     (:func:`geoseg.predict.onnx_int8.quantize_int8`) on other imagery: a second
@@ -109,7 +110,8 @@ def scene_tiles(
     xs = list(range(0, max(0, info.width - size) + 1, size))
     windows = [(y, x) for y in ys for x in xs]
     order = np.unique(np.linspace(0, len(windows) - 1, min(n, len(windows))).astype(int))
-    rest = [i for i in range(len(windows)) if i not in set(order.tolist())]
+    spread = set(order.tolist())
+    rest = [i for i in range(len(windows)) if i not in spread]  # reserve, for tiles that are mostly nodata
     images: list[np.ndarray] = []
     masks: list[np.ndarray] = []
     for i in [*order.tolist(), *rest]:
@@ -309,16 +311,18 @@ def main() -> None:
     ap.add_argument("--size", type=int, default=4096)
     ap.add_argument("--big", type=int, default=16384)
     ap.add_argument("--skip-big", action="store_true", help="leave out the big scene (many minutes on 2 cores)")
+    ap.add_argument("--model-only", action="store_true", help="only (a) and (c): no whole commands")
     ap.add_argument("--tile", type=int, default=512)
     ap.add_argument("--overlap", type=int, default=64)
     ap.add_argument("--tiles", type=int, default=None, help="held-out tiles per engine (default: 8 per core)")
+    ap.add_argument("--rounds", type=int, default=3, help="model-only rounds over all engines; the median counts")
     ap.add_argument("--calib-tiles", type=int, default=16, help="tiles read for int8: half calibrate, half check")
     ap.add_argument("--json", type=Path, default=None, help="also write the results here")
     ap.add_argument("--workdir", type=Path, default=None, help="keep scenes and outputs here (default: a temp dir)")
     ap.add_argument("--quick", action="store_true", help="small sizes, to check that the script works")
     a = ap.parse_args()
     if a.quick:
-        a.size, a.big, a.tile, a.calib_tiles = 1024, 2048, 256, 8
+        a.size, a.big, a.tile, a.calib_tiles, a.rounds = 1024, 2048, 256, 8, 1
         a.tiles = a.tiles or 4
 
     work = (a.workdir or Path(tempfile.mkdtemp(prefix="geoseg-engines-"))).resolve()
@@ -399,15 +403,22 @@ def main() -> None:
         ("ONNX Runtime fp32", ("onnx", "fp32"), lambda: OnnxPredictor(fp32_graph, device="cpu", threads=1)),
         ("ONNX Runtime int8", ("onnx", "int8"), lambda: OnnxPredictor(int8_graph, device="cpu", threads=1)),
     ]
+    predictors = [make() for _, _, make in engines]
+    rates: list[list[float]] = [[] for _ in engines]
     model_only: list[dict[str, Any]] = []
     reference: list[np.ndarray | None] = []
-    for name, key, make in engines:
-        say(f"model-only: {name}")
-        mpx, classes = throughput(make(), tiles, cores)
-        if not reference:
-            reference = classes
-        agree = agreement(classes, reference, masks)
-        model_only.append({"engine": name, "key": key, "tile_mpx_s": mpx, "agreement_torch_fp32": agree})
+    for round_ in range(a.rounds):  # engines interleaved, so that a change in the machine's load hits them all
+        for i, (name, key, _) in enumerate(engines):
+            say(f"model-only, round {round_ + 1}/{a.rounds}: {name}")
+            mpx, classes = throughput(predictors[i], tiles, cores)
+            rates[i].append(mpx)
+            if round_ == 0:
+                reference = reference or classes
+                agree = agreement(classes, reference, masks)
+                model_only.append({"engine": name, "key": key, "agreement_torch_fp32": agree})
+    for r, mpx_s in zip(model_only, rates, strict=True):
+        r |= {"tile_mpx_s": float(np.median(mpx_s)), "rounds": mpx_s}
+    del predictors
     base = model_only[0]["tile_mpx_s"]
 
     # (b) whole commands
@@ -443,8 +454,8 @@ def main() -> None:
             "classes": str(out / f"{path.stem}.classes.tif"),
         }
 
-    sizes: list[tuple[Path, bool]] = [(scene, True)]
-    if not a.skip_big:
+    sizes: list[tuple[Path, bool]] = [] if a.model_only else [(scene, True)]
+    if not a.skip_big and not a.model_only:
         from geoseg.raster import open_scene
 
         info = open_scene(scene)
@@ -507,8 +518,8 @@ def main() -> None:
         f"({calib_s:.0f} s; fp32 export {export_s:.0f} s)"
     )
     print(
-        f"\n(a) model-only, {cores} passes x 1 thread, {len(tiles)} held-out tiles of {a.tile}² "
-        f"(tile Mpx/s; agreement = argmax equal to torch fp32's on valid pixels)"
+        f"\n(a) model-only, {cores} passes x 1 thread, {len(tiles)} held-out tiles of {a.tile}², median of "
+        f"{a.rounds} interleaved rounds (tile Mpx/s; agreement = argmax equal to torch fp32's on valid pixels)"
     )
     print("| engine | tile Mpx/s | vs torch fp32 | vs torch bf16 | agreement |")
     print("|---|---|---|---|---|")
@@ -518,29 +529,30 @@ def main() -> None:
             f"| {r['engine']} | {r['tile_mpx_s']:.3f} | {r['tile_mpx_s'] / base:.2f}x | "
             f"{r['tile_mpx_s'] / bf16:.2f}x | {r['agreement_torch_fp32']:.4%} |"
         )
-    print(
-        "\n(b) whole command (subprocess; peak RSS over the process tree; first block = first completion "
-        "marker in the working store; vs model-only = scene Mpx/s over the same engine and precision's "
-        "model-only Mpx/s divided by the tile pixels run per scene pixel)"
-    )
-    print(
-        "| command | scene | Mpx/s | vs torch run | vs model-only | peak RSS GiB | first block s | "
-        "model loaded s | engine (log) | classes = torch run |"
-    )
-    print("|---|---|---|---|---|---|---|---|---|---|")
-    torch_rate: dict[str, float] = {}
-    for r in runs:
-        torch_rate.setdefault(r["scene"], r["mpx_s"])
-        agree = r.get("agreement_with_torch_run")
+    if runs:
         print(
-            f"| {r['label']} | {r['scene']} ({r['scene_mpx']:.0f} Mpx) | {r['mpx_s']:.3f} | "
-            f"{r['mpx_s'] / torch_rate[r['scene']]:.2f}x | {_fmt(r['vs_model_only'], '.2f')} | "
-            f"{r['peak_rss_gib']:.2f} | {_fmt(r.get('first_block_s'))} | {_fmt(r.get('model_loaded_s'))} | "
-            f"{r.get('engine', '–')} | {'–' if agree is None else f'{agree:.3%}'} |"
+            "\n(b) whole command (subprocess; peak RSS over the process tree; first block = first completion "
+            "marker in the working store; vs model-only = scene Mpx/s over the same engine and precision's "
+            "model-only Mpx/s divided by the tile pixels run per scene pixel)"
         )
-    for r in runs:
-        if r.get("timings_s"):
-            print(f"{r['label']} on {r['scene']}: timings {r['timings_s']}, polygons {r['polygons']}")
+        print(
+            "| command | scene | Mpx/s | vs torch run | vs model-only | peak RSS GiB | first block s | "
+            "model loaded s | engine (log) | classes = torch run |"
+        )
+        print("|---|---|---|---|---|---|---|---|---|---|")
+        torch_rate: dict[str, float] = {}
+        for r in runs:
+            torch_rate.setdefault(r["scene"], r["mpx_s"])
+            agree = r.get("agreement_with_torch_run")
+            print(
+                f"| {r['label']} | {r['scene']} ({r['scene_mpx']:.1f} Mpx) | {r['mpx_s']:.3f} | "
+                f"{r['mpx_s'] / torch_rate[r['scene']]:.2f}x | {_fmt(r['vs_model_only'], '.2f')} | "
+                f"{r['peak_rss_gib']:.2f} | {_fmt(r.get('first_block_s'))} | {_fmt(r.get('model_loaded_s'))} | "
+                f"{r.get('engine', '–')} | {'–' if agree is None else f'{agree:.3%}'} |"
+            )
+        for r in runs:
+            if r.get("timings_s"):
+                print(f"{r['label']} on {r['scene']}: timings {r['timings_s']}, polygons {r['polygons']}")
 
     if a.json:
         result = {
