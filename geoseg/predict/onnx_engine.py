@@ -139,6 +139,9 @@ def _providers(device: str) -> tuple[list[Any], str]:
     return providers, f"cuda:{index}"
 
 
+#: Execution providers that run a graph on the GPU.
+_GPU_PROVIDERS = frozenset({"CUDAExecutionProvider", "TensorrtExecutionProvider"})
+
 _POOLS: dict[int, ThreadPoolExecutor] = {}
 _GUARD = threading.Lock()
 _DEVICE_LOCKS: dict[str, threading.Lock] = {}
@@ -194,6 +197,17 @@ class OnnxPredictor:
         except Exception as exc:
             first = str(exc).strip().splitlines()[0][:200] if str(exc).strip() else type(exc).__name__
             raise CheckpointError(f"{self.path.name} is not an ONNX model onnxruntime can run ({first})") from exc
+        if self.device.startswith("cuda") and not _GPU_PROVIDERS & set(self.session.get_providers()):
+            # onnxruntime falls back to the CPU, with only a line in its own log, when the CUDA provider
+            # cannot load (onnxruntime-gpu without the CUDA and cuDNN versions it was built for)
+            if device != "auto":
+                raise ConfigError(
+                    f"--device {device}: ONNX Runtime {ort.__version__} could not start its CUDA provider (it needs "
+                    "the CUDA and cuDNN versions it was built for; its log names the library it missed); install "
+                    "them, or use --engine torch or --device cpu"
+                )
+            log.warning("ONNX Runtime could not start its CUDA provider; %s runs on the CPU", self.path.name)
+            self.device = "cpu"
         meta = dict(self.session.get_modelmeta().custom_metadata_map)
         self.spec: ModelSpec = _spec_from(meta, self.path.name)
         self.metadata = meta

@@ -1,4 +1,4 @@
-"""The CUDA path (AMP, channels_last, padded batches); skipped where no GPU is present."""
+"""The CUDA path (AMP, channels_last, padded batches; ONNX Runtime's CUDA provider); skipped where no GPU is present."""
 
 import numpy as np
 import pytest

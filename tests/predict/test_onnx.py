@@ -217,6 +217,30 @@ def test_engine_choice(exported, tmp_path, monkeypatch):
     assert choose(pt, engine="auto", device="auto", precision="auto", remote=True).engine == "torch"
 
 
+# onnxruntime warns that the provider is missing, then runs on the CPU: the case under test
+@pytest.mark.filterwarnings("ignore:Specified provider 'CUDAExecutionProvider':UserWarning")
+def test_a_cuda_provider_that_does_not_start_is_not_taken_for_the_gpu(exported, monkeypatch, caplog):
+    """onnxruntime-gpu without its CUDA libraries quietly runs on the CPU: --device cuda must fail instead."""
+    import onnxruntime
+
+    from geoseg.predict.onnx_engine import OnnxPredictor
+
+    _, path = exported
+    listed = ["CUDAExecutionProvider", "CPUExecutionProvider"]  # as onnxruntime-gpu lists them, loadable or not
+    monkeypatch.setattr(onnxruntime, "get_available_providers", lambda: listed)
+    with pytest.raises(ConfigError, match=r"--device cuda: ONNX Runtime .* could not start its CUDA provider"):
+        OnnxPredictor(path, device="cuda")
+    with pytest.raises(ConfigError, match="--device cuda:0: "):
+        OnnxPredictor(path, device="cuda:0")
+    # auto only prefers the GPU: it carries on with the CPU's settings, and says so
+    monkeypatch.setattr(runtime, "visible_gpus", lambda: 1)
+    with caplog.at_level("WARNING", logger="geoseg.predict.onnx_engine"):
+        pred = OnnxPredictor(path, device="auto")
+    assert (pred.device, pred.cuda, pred.batch_size) == ("cpu", False, 1)
+    assert "could not start its CUDA provider" in caplog.text
+    assert pred.predict(smooth_image(64, 64, seed=1)[None]).shape == (1, 6, 64, 64)
+
+
 def test_command_line_errors_are_one_line(exported, scene, tmp_path):
     pt, path = exported
     code, out = invoke("run", scene, "-m", path, "-o", tmp_path, "--engine", "torch")
