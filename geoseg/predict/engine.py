@@ -6,9 +6,7 @@ import functools
 import logging
 import os
 import threading
-from collections import deque
-from collections.abc import Callable, Iterable, Iterator
-from concurrent.futures import Future, ThreadPoolExecutor
+from collections.abc import Callable
 from contextlib import AbstractContextManager, nullcontext
 from pathlib import Path
 
@@ -16,6 +14,7 @@ import numpy as np
 import torch
 
 from ..errors import ConfigError
+from .batching import TilePredictor
 from .checkpoint import load_checkpoint
 from .models import input_multiple
 from .spec import ModelSpec
@@ -34,16 +33,6 @@ log = logging.getLogger(__name__)
 # would otherwise fight over the same cores (CPU) or memory (GPU).
 _DEVICE_LOCKS: dict[str, threading.Lock] = {}
 _LOCKS_GUARD = threading.Lock()
-# CPU forward passes of every block in a process share one pool, so the number
-# running at once never exceeds the cores given to this process.
-_POOLS: dict[int, ThreadPoolExecutor] = {}
-
-
-def _pool(size: int) -> ThreadPoolExecutor:
-    with _LOCKS_GUARD:
-        if size not in _POOLS:
-            _POOLS[size] = ThreadPoolExecutor(max_workers=size, thread_name_prefix="geoseg-forward")
-        return _POOLS[size]
 
 
 def resolve_device(device: str = "auto") -> torch.device:
@@ -105,7 +94,7 @@ def resolve_precision(device: torch.device, precision: str = "auto") -> str:
     return precision
 
 
-class Predictor:
+class Predictor(TilePredictor):
     """A model on a device that turns image tiles into class probabilities.
 
     Parameters
@@ -159,6 +148,7 @@ class Predictor:
         self.spec: ModelSpec = spec
         self.multiple = input_multiple(model)
         cuda = self.device.type == "cuda"
+        self.on_gpu = cuda
         self.batch_size = batch_size or (8 if cuda else 1)
         self.amp = self.precision != "fp32"
         self.amp_dtype = torch.float16 if self.precision == "fp16" else torch.bfloat16
@@ -199,57 +189,6 @@ class Predictor:
         if self.device.type == "cuda":
             x = x.pin_memory().to(self.device, non_blocking=True)
         return x
-
-    def batches(self, tiles: np.ndarray) -> Iterator[np.ndarray]:
-        """Class probabilities for `tiles`, one batch at a time.
-
-        Parameters
-        ----------
-        tiles : ndarray, shape (N, C, H, W)
-            Raw pixel values in the scene's units; H and W must be multiples of
-            :attr:`multiple`.
-
-        Yields
-        ------
-        ndarray, shape (n, K, H, W), float32
-            Softmax probabilities for consecutive batches of the N tiles.
-        """
-        if tiles.ndim != 4 or tiles.shape[1] != self.spec.in_channels:
-            raise ValueError(f"expected tiles of shape (N, {self.spec.in_channels}, H, W), got {tiles.shape}")
-        h, w = tiles.shape[-2:]
-        if h % self.multiple or w % self.multiple:
-            raise ValueError(f"tile size {h}x{w} is not a multiple of {self.multiple}")
-        bs = self.batch_size
-        for start in range(0, len(tiles), bs):
-            chunk = tiles[start : start + bs]
-            n = len(chunk)
-            if self.device.type == "cuda" and n < bs:
-                pad = np.zeros((bs - n, *chunk.shape[1:]), dtype=chunk.dtype)
-                chunk = np.concatenate([chunk, pad])
-            yield self._forward(chunk)[:n]
-
-    def predict(self, tiles: np.ndarray) -> np.ndarray:
-        """All of :meth:`batches` concatenated (convenient for small inputs)."""
-        return np.concatenate(list(self.batches(tiles)))
-
-    def stream(self, batches: Iterable[np.ndarray], *, parallel: int = 1) -> Iterator[np.ndarray]:
-        """:meth:`predict` for each of `batches`, in order, up to `parallel` at once on CPU.
-
-        At most `parallel` results are held ahead of the consumer, so memory
-        stays bounded however many batches there are.
-        """
-        if parallel <= 1 or self.device.type != "cpu":
-            for b in batches:
-                yield self.predict(b)
-            return
-        pool = _pool(parallel)
-        pending: deque[Future[np.ndarray]] = deque()
-        for b in batches:
-            pending.append(pool.submit(self.predict, b))
-            if len(pending) >= parallel:
-                yield pending.popleft().result()
-        while pending:
-            yield pending.popleft().result()
 
     @torch.inference_mode()
     def _forward(self, chunk: np.ndarray) -> np.ndarray:

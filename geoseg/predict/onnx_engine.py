@@ -21,9 +21,7 @@ import json
 import logging
 import os
 import threading
-from collections import deque
-from collections.abc import Iterable, Iterator, Mapping
-from concurrent.futures import Future, ThreadPoolExecutor
+from collections.abc import Mapping
 from contextlib import AbstractContextManager, nullcontext
 from pathlib import Path
 from typing import Any
@@ -31,6 +29,7 @@ from typing import Any
 import numpy as np
 
 from ..errors import CheckpointError, ConfigError, GeosegIOError
+from .batching import TilePredictor
 from .spec import ModelSpec
 
 __all__ = [
@@ -142,19 +141,11 @@ def _providers(device: str) -> tuple[list[Any], str]:
 #: Execution providers that run a graph on the GPU.
 _GPU_PROVIDERS = frozenset({"CUDAExecutionProvider", "TensorrtExecutionProvider"})
 
-_POOLS: dict[int, ThreadPoolExecutor] = {}
 _GUARD = threading.Lock()
 _DEVICE_LOCKS: dict[str, threading.Lock] = {}
 
 
-def _pool(size: int) -> ThreadPoolExecutor:
-    with _GUARD:
-        if size not in _POOLS:
-            _POOLS[size] = ThreadPoolExecutor(max_workers=size, thread_name_prefix="geoseg-onnx")
-        return _POOLS[size]
-
-
-class OnnxPredictor:
+class OnnxPredictor(TilePredictor):
     """A geoseg ONNX graph on a device that turns image tiles into class probabilities.
 
     The same interface as the torch :class:`~geoseg.predict.engine.Predictor`
@@ -218,13 +209,13 @@ class OnnxPredictor:
                 f"use --precision auto, or export the model at that precision"
             )
         self.multiple = int(meta.get("geoseg_multiple", "32"))
-        self.cuda = self.device.startswith("cuda")
-        self.batch_size = batch_size or (8 if self.cuda else 1)
+        self.on_gpu = self.device.startswith("cuda")
+        self.batch_size = batch_size or (8 if self.on_gpu else 1)
         self._input = self.session.get_inputs()[0].name
         self._mean = np.asarray(self.spec.mean, dtype=np.float32).reshape(1, -1, 1, 1)
         self._std = np.asarray(self.spec.std, dtype=np.float32).reshape(1, -1, 1, 1)
         self._lock: AbstractContextManager[object] = nullcontext()
-        if self.cuda:
+        if self.on_gpu:
             with _GUARD:
                 self._lock = _DEVICE_LOCKS.setdefault(self.device, threading.Lock())
         log.info(
@@ -236,41 +227,6 @@ class OnnxPredictor:
             self.device,
             self.batch_size,
         )
-
-    def batches(self, tiles: np.ndarray) -> Iterator[np.ndarray]:
-        """Class probabilities for `tiles` (raw pixels, ``(N, C, H, W)``), one batch at a time."""
-        if tiles.ndim != 4 or tiles.shape[1] != self.spec.in_channels:
-            raise ValueError(f"expected tiles of shape (N, {self.spec.in_channels}, H, W), got {tiles.shape}")
-        h, w = tiles.shape[-2:]
-        if h % self.multiple or w % self.multiple:
-            raise ValueError(f"tile size {h}x{w} is not a multiple of {self.multiple}")
-        bs = self.batch_size
-        for start in range(0, len(tiles), bs):
-            chunk = tiles[start : start + bs]
-            n = len(chunk)
-            if self.cuda and n < bs:
-                pad = np.zeros((bs - n, *chunk.shape[1:]), dtype=chunk.dtype)
-                chunk = np.concatenate([chunk, pad])
-            yield self._forward(chunk)[:n]
-
-    def predict(self, tiles: np.ndarray) -> np.ndarray:
-        """All of :meth:`batches` concatenated."""
-        return np.concatenate(list(self.batches(tiles)))
-
-    def stream(self, batches: Iterable[np.ndarray], *, parallel: int = 1) -> Iterator[np.ndarray]:
-        """:meth:`predict` for each of `batches`, in order, up to `parallel` at once on CPU."""
-        if parallel <= 1 or self.cuda:
-            for b in batches:
-                yield self.predict(b)
-            return
-        pool = _pool(parallel)
-        pending: deque[Future[np.ndarray]] = deque()
-        for b in batches:
-            pending.append(pool.submit(self.predict, b))
-            if len(pending) >= parallel:
-                yield pending.popleft().result()
-        while pending:
-            yield pending.popleft().result()
 
     def _forward(self, chunk: np.ndarray) -> np.ndarray:
         # the same float32 arithmetic as the torch engine's, so both see identical inputs

@@ -236,7 +236,7 @@ def test_a_cuda_provider_that_does_not_start_is_not_taken_for_the_gpu(exported, 
     monkeypatch.setattr(runtime, "visible_gpus", lambda: 1)
     with caplog.at_level("WARNING", logger="geoseg.predict.onnx_engine"):
         pred = OnnxPredictor(path, device="auto")
-    assert (pred.device, pred.cuda, pred.batch_size) == ("cpu", False, 1)
+    assert (pred.device, pred.on_gpu, pred.batch_size) == ("cpu", False, 1)
     assert "could not start its CUDA provider" in caplog.text
     assert pred.predict(smooth_image(64, 64, seed=1)[None]).shape == (1, 6, 64, 64)
 
