@@ -302,6 +302,9 @@ def segment(
     dsk, keys = build_graph(job, store)
     for r in runner.compute(dsk, keys, {"segment": len(plan)}, progress):
         seconds.update(r.seconds)
+    from ..predict.runtime import release_predictors
+
+    release_predictors()  # threads and synchronous runs hold the model here; the vector stage needs the memory
     release_free_memory()
     return Segmented(store, resumed, dict(seconds), time.perf_counter() - t0)
 

@@ -31,6 +31,7 @@ __all__ = [
     "is_onnx",
     "local_workers",
     "read_spec",
+    "release_predictors",
     "visible_gpus",
     "worker_device",
 ]
@@ -77,6 +78,17 @@ def get_predictor(
     return get_torch_predictor(
         path, device=device, batch_size=batch_size, precision=precision, threads=threads, compile=compile
     )
+
+
+def release_predictors() -> None:
+    """Drop the models this process holds (weights, ONNX Runtime's buffers), so the vector stage has their memory.
+
+    The next :func:`get_predictor` call loads its model again.
+    """
+    for name in ("geoseg.predict.onnx_engine", "geoseg.predict.engine"):
+        module = sys.modules.get(name)
+        if module is not None:
+            module._cached.cache_clear()
 
 
 def visible_gpus() -> int:
