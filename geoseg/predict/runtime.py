@@ -221,10 +221,10 @@ def choose_engine(
       was made (``geoseg model export MODEL --int8 --calibrate ...``) and
       ``--precision`` allows it, else its fp32 graph, exported once into the
       engine cache.
-    - ``--engine auto``: CUDA, an explicit ``bf16``/``fp16``, and CPUs with
+    - ``--engine auto``: CUDA, an explicit ``bf16``/``fp16``/``fp32``, and CPUs with
       AMX run torch (AMX's bf16 matrix units run a U-Net ResNet-34 forward
-      pass 1.5x faster than ONNX Runtime's int8 kernels, README
-      "Engines"); on other CPUs the calibrated int8 graph runs where one
+      pass 1.5x faster than ONNX Runtime's int8 kernels, README "ONNX
+      models and int8"); on other CPUs the calibrated int8 graph runs where one
       exists (1.85x faster than torch bf16 on a Zen 4), else torch. With
       `remote` workers (a ``tcp://`` cluster), whose hardware this process
       cannot see, auto is torch.
