@@ -70,17 +70,25 @@ def read_metadata(path: str | os.PathLike[str]) -> dict[str, str]:
     CheckpointError
         The file is not an ONNX model onnxruntime can read.
     """
-    import onnxruntime as ort
-
     p = Path(path)
     if not p.is_file():
         raise GeosegIOError(f"model file not found: {p}; pass --model PATH to a geoseg checkpoint or .onnx file")
+    st = p.stat()
+    return dict(_metadata(str(p.resolve()), st.st_mtime_ns, st.st_size))
+
+
+@functools.lru_cache(maxsize=8)
+def _metadata(path: str, mtime_ns: int, size: int) -> tuple[tuple[str, str], ...]:
+    """Read once per file version: choosing the engine, reading the spec and hashing all ask for it."""
+    import onnxruntime as ort
+
+    p = Path(path)
     try:
         sess = ort.InferenceSession(str(p), _session_options(1, optimize=False), providers=["CPUExecutionProvider"])
     except Exception as exc:
         first = str(exc).strip().splitlines()[0][:200] if str(exc).strip() else type(exc).__name__
         raise CheckpointError(f"{p.name} is not an ONNX model onnxruntime can read ({first})") from exc
-    return dict(sess.get_modelmeta().custom_metadata_map)
+    return tuple(sess.get_modelmeta().custom_metadata_map.items())
 
 
 def _spec_from(meta: Mapping[str, str], name: str) -> ModelSpec:
