@@ -193,9 +193,10 @@ def write_text(path: str | os.PathLike[str], text: str) -> Path:
 
 
 def sha256_file(path: str | os.PathLike[str]) -> str:
-    """SHA-256 (hex) of a whole file, read in 8 MiB pieces."""
-    h = hashlib.sha256()
+    """SHA-256 (hex) of a whole file, read through one small reused buffer.
+
+    ``hashlib.file_digest`` reads into a 256 KiB buffer: hashing the scene and
+    the model at the same time (``prepare`` does) holds no large chunks.
+    """
     with open(path, "rb") as f:
-        while chunk := f.read(8 << 20):
-            h.update(chunk)
-    return h.hexdigest()
+        return hashlib.file_digest(f, "sha256").hexdigest()
