@@ -273,3 +273,26 @@ def test_missing_s3_key_is_one_line(s3_scene, tmp_path, fcn_model):
     assert out.strip().count("\n") == 0 and "Traceback" not in out
     assert "s3://bucket/missing.tif" in out and "AWS_" in out
     assert os.environ["AWS_SECRET_ACCESS_KEY"] not in out
+
+
+def test_batch_maps_a_url_once_then_skips_it(served, tmp_path, fcn_model):
+    import yaml
+
+    from geoseg.batch import load_job, run_batch, scene_paths
+
+    server, _ = served
+    url = server.url("scene.tif") + "?token=SECRET"
+    job_file = tmp_path / "job.yaml"
+    values = {"region": "r", "scenes": [url], "model": str(fcn_model), "output": "out", "merge": False}
+    job_file.write_text(yaml.safe_dump(values))
+    job = load_job(job_file)
+    assert scene_paths(job) == [url]  # the "?" of a query is no glob
+    first = run_batch(job)
+    assert [(o.scene, o.status) for o in first.scenes] == [("scene", "done")]
+    assert first.scenes[0].path == server.url("scene.tif")
+    assert (tmp_path / "out" / "scenes" / "scene.classes.tif").is_file()
+    server.reset()
+    second = run_batch(job)
+    assert [o.status for o in second.scenes] == ["skipped"]  # same ETag and size: current
+    assert server.bytes_sent < 100_000
+    assert "SECRET" not in first.manifest.read_text()
