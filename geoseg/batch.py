@@ -43,6 +43,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from .config import RunConfig, RunOptions, Scheduler, config_error
 from .errors import ConfigError, GeosegError, GeosegIOError, JobLockedError
+from .remote import display_name, is_remote, scene_name
 
 if TYPE_CHECKING:
     from .export.report import RunReport
@@ -114,7 +115,7 @@ class BatchJob(BaseModel):
     def regional_path(self) -> Path:
         return self.outdir / f"{self.region}.landcover.gpkg"
 
-    def run_config(self, scene: Path, model: Path) -> RunConfig:
+    def run_config(self, scene: Path | str, model: Path) -> RunConfig:
         """The :class:`RunConfig` of one scene of this job."""
         return RunConfig.build(
             scene=scene,
@@ -159,8 +160,11 @@ def load_job(path: str | os.PathLike[str], **overrides: Any) -> BatchJob:
     return job
 
 
-def scene_paths(job: BatchJob) -> list[Path]:
+def scene_paths(job: BatchJob) -> list[Path | str]:
     """The job's scenes in order, without duplicates.
+
+    URLs, ``s3://`` keys and ``/vsi…`` paths (in the job or in a list file)
+    are kept as the strings given; globs match local files only.
 
     Raises
     ------
@@ -168,9 +172,11 @@ def scene_paths(job: BatchJob) -> list[Path]:
         A glob or list matches nothing, a list file is missing, or two scenes
         share a file name stem (their outputs would collide).
     """
-    found: list[Path] = []
+    found: list[Path | str] = []
     for entry in job.scenes:
-        if _GLOB & set(entry):
+        if is_remote(entry):
+            found.append(entry)
+        elif _GLOB & set(entry):
             pattern = str(job.path(entry)) if not Path(entry).is_absolute() else entry
             hits = sorted(Path(p) for p in glob.glob(pattern, recursive=True) if Path(p).is_file())
             if not hits:
@@ -183,18 +189,32 @@ def scene_paths(job: BatchJob) -> list[Path]:
             except OSError as exc:
                 raise ConfigError(f"scenes: cannot read list {listing}: {exc.strerror or exc}") from None
             items = [ln.split("#", 1)[0].strip() for ln in lines]
-            found += [(listing.parent / Path(i).expanduser()).resolve() for i in items if i]
+            found += [i if is_remote(i) else (listing.parent / Path(i).expanduser()).resolve() for i in items if i]
         else:
             found.append(job.path(entry))  # a missing file fails as that scene, not the job
     unique = list(dict.fromkeys(found))
     if not unique:
         raise ConfigError("scenes: the job lists no scene")
-    stems: dict[str, Path] = {}
+    stems: dict[str, Path | str] = {}
     for p in unique:
-        if p.stem in stems:
-            raise ConfigError(f"scenes {stems[p.stem]} and {p} share the name {p.stem!r}; their outputs would collide")
-        stems[p.stem] = p
+        stem = _stem(p)
+        if stem in stems:
+            raise ConfigError(
+                f"scenes {display_name(stems[stem])} and {display_name(p)} share the name {stem!r}; "
+                "their outputs would collide"
+            )
+        stems[stem] = p
     return unique
+
+
+def _stem(scene: Path | str) -> str:
+    """The scene's file name without its suffix (for a URL: of its path, without the query)."""
+    return Path(scene_name(scene)).stem
+
+
+def _present(scene: Path | str) -> bool:
+    """Whether a local scene is a file; remote scenes are asked for when they are mapped."""
+    return is_remote(scene) or Path(scene).is_file()
 
 
 Status = Literal["done", "skipped", "failed", "interrupted", "pending"]
@@ -347,7 +367,7 @@ def run_batch(
                 hold(outdir / f".{job.region}.lock", f"job {job.region!r} is already running", error=JobLockedError)
             )
         mhash = sha256_file(model)  # the model's identity, as run.json records it
-        outcomes = [SceneOutcome(scene=p.stem, path=str(p)) for p in scenes]
+        outcomes = [SceneOutcome(scene=_stem(p), path=display_name(p)) for p in scenes]
         started = datetime.now(UTC).isoformat(timespec="seconds")
 
         def save(regional: Path | None = None, features: int | None = None) -> None:
@@ -371,7 +391,7 @@ def run_batch(
 
 def _map_scene(
     job: BatchJob,
-    path: Path,
+    path: Path | str,
     outcome: SceneOutcome,
     model: Path,
     mhash: str,
@@ -388,7 +408,7 @@ def _map_scene(
     try:
         cfg = job.run_config(path, model)
         report_path = output_paths(path, job.outdir / "scenes")["report"]
-        report = _current(report_path, cfg, file_checksum(path), mhash) if path.is_file() else None
+        report = _current(report_path, cfg, file_checksum(path), mhash) if _present(path) else None
     except (GeosegError, OSError) as exc:
         outcome.status, outcome.error = "failed", _one_line(exc)
         log.info("%s: failed: %s", outcome.scene, outcome.error, extra={**extra, "status": "failed"})
@@ -400,8 +420,8 @@ def _map_scene(
         log.info("%s: outputs are current, skipped", outcome.scene, extra={**extra, "status": "skipped"})
         return False
     if dry_run:
-        outcome.status = "pending" if path.is_file() else "failed"
-        outcome.error = None if path.is_file() else f"{path} not found"
+        outcome.status = "pending" if _present(path) else "failed"
+        outcome.error = None if _present(path) else f"{path} not found"
         return False
 
     def stage(name: str, done: int, total: int) -> None:
@@ -455,7 +475,7 @@ def _one_line(exc: BaseException) -> str:
 
 
 def _merge_if_needed(
-    job: BatchJob, good: list[tuple[Path, SceneOutcome]], ran: bool, progress: BatchProgress | None
+    job: BatchJob, good: list[tuple[Path | str, SceneOutcome]], ran: bool, progress: BatchProgress | None
 ) -> tuple[Path, int]:
     """Merge the regional layer unless it exists and holds exactly these scenes' current outputs."""
     from .regional import merge_layers
@@ -514,7 +534,8 @@ def _write_manifest(
             "updated": datetime.now(UTC).isoformat(timespec="seconds"),
             "seconds": round(seconds, 3),
             "model": {"path": str(model), "sha256": mhash},
-            "settings": job.model_dump(mode="json"),
+            # presigned URLs carry their signature in the query: the manifest keeps scenes without it
+            "settings": job.model_dump(mode="json") | {"scenes": [display_name(e) for e in job.scenes]},
             "counts": counts,
             "class_areas_m2": {k: round(v, 3) for k, v in totals.items()},
             "regional": None

@@ -6,9 +6,10 @@ import re
 from pathlib import Path
 from typing import Annotated, Any, Literal, get_args
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError
+from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, ValidationError
 
 from .errors import ConfigError
+from .remote import is_remote
 from .tiling import DEFAULT_OVERLAP, TILE_MULTIPLE
 
 __all__ = [
@@ -66,6 +67,15 @@ def _check_overlap(v: int) -> int:
 Scheduler = Annotated[str, AfterValidator(_check_scheduler)]
 
 
+def _scene(value: Any) -> Any:
+    """Keep a URL or GDAL path as the string given (a ``Path`` would fold ``//`` and lose the scheme)."""
+    return value if isinstance(value, str) and is_remote(value) else Path(value) if isinstance(value, str) else value
+
+
+#: A local path, or an ``http(s)://`` URL, ``s3://bucket/key`` or GDAL ``/vsi…`` path kept as a string.
+Scene = Annotated[Path | str, BeforeValidator(_scene)]
+
+
 class RunOptions(BaseModel):
     """How a scene is mapped: the options of ``geoseg run`` beside the scene, model and output folder.
 
@@ -97,12 +107,14 @@ class RunOptions(BaseModel):
 class RunConfig(RunOptions):
     """Settings of one ``geoseg run``: a scene, a model, an output folder and the :class:`RunOptions`.
 
+    `scene` is a local file, or an ``http(s)://`` URL, ``s3://bucket/key`` or
+    GDAL ``/vsi…`` path (see :mod:`geoseg.remote`), kept as the string given.
     `model` is a checkpoint file; the command line also takes installed
     model names and URLs and turns them into a file with
     :func:`geoseg.models.resolve_model` first.
     """
 
-    scene: Path
+    scene: Scene
     model: Path
     outdir: Path | None = None
     overwrite: bool = False

@@ -1,7 +1,10 @@
-"""Open and validate a scene; read windows of it by path.
+"""Open and validate a scene; read windows of it by path or URL.
 
 Everything here works on *paths*: a worker reopens the file for each read, so no
-dataset handle is ever pickled or shared between threads.
+dataset handle is ever pickled or shared between threads. A scene may also be an
+``http(s)://`` URL, an ``s3://`` key or a GDAL ``/vsi…`` path (see
+:mod:`geoseg.remote`); :attr:`SceneInfo.path` is then the GDAL path, and reads
+fetch only the byte ranges of the window.
 
 Reads are "boundless": a window may extend past the scene, and the pixels
 outside are filled by mirroring the scene at its edges (reflect, without
@@ -11,6 +14,7 @@ a tile's input never depends on which block, chunk or worker read it.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import logging
 import math
@@ -35,6 +39,17 @@ from rasterio.windows import Window
 
 from ._files import sha256_file
 from .errors import GeosegIOError, SceneError, SceneNotFoundError
+from .remote import (
+    display_name,
+    gdal_path,
+    is_remote,
+    not_found_message,
+    redact,
+    remote_checksum,
+    remote_env,
+    remote_stat,
+    scene_name,
+)
 
 __all__ = [
     "BAND_ALIASES",
@@ -292,6 +307,8 @@ def open_scene(path: str | os.PathLike[str]) -> SceneInfo:
     SceneError
         The raster has no CRS or no geotransform.
     """
+    if is_remote(path):
+        return _open_remote(gdal_path(path))
     p = Path(path)
     if not p.exists():
         raise SceneNotFoundError(f"scene not found: {p}; check the path")
@@ -307,47 +324,82 @@ def open_scene(path: str | os.PathLike[str]) -> SceneInfo:
             "file is complete (not truncated)"
         ) from exc
     with ds:
-        _check_georeferenced(ds, p)
-        if ds.width == 0 or ds.height == 0 or ds.count == 0:
-            raise SceneError(f"{p.name} is empty ({ds.width}x{ds.height} px, {ds.count} bands)")
-        _check_readable(ds, p)
-        tagged_alpha = tuple(i + 1 for i, ci in enumerate(ds.colorinterp) if ci == ColorInterp.alpha)
-        found = _data_alpha(str(p.resolve())) if tagged_alpha else ()
-        for b, distinct, share in found:
-            _warn_once(
-                f"band {b} of {p.name} is tagged alpha but holds data ({distinct} distinct values, {share:.0%} "
-                "of its non-zero pixels between 0 and its maximum): geoseg treats it as a data band, not a mask"
-            )
-        data_alpha = tuple(b for b, _, _ in found)
-        alpha = tuple(b for b in tagged_alpha if b not in data_alpha)
-        flags = ds.mask_flag_enums[0]
-        if alpha:
-            kind: MaskKind = "alpha"
-        elif MaskFlags.nodata in flags or ds.nodata is not None:
-            kind = "nodata"
-        elif MaskFlags.per_dataset in flags and not data_alpha:
-            kind = "mask"
-        else:
-            kind = "none"
-        crs = CRS.from_user_input(ds.crs)
-        return SceneInfo(
-            path=str(p.resolve()),
-            width=ds.width,
-            height=ds.height,
-            count=ds.count,
-            dtype=ds.dtypes[0],
-            crs_wkt=crs.to_wkt(),
-            transform=ds.transform,
-            nodata=ds.nodata,
-            mask_kind=kind,
-            alpha_bands=alpha,
-            colorinterp=tuple(ci.name for ci in ds.colorinterp),
-            block_shapes=tuple(ds.block_shapes),
-            pixel_size_m=_pixel_size_m(crs, ds.transform, ds.width, ds.height),
-            compression=ds.compression.value if ds.compression else None,
-            descriptions=tuple(d or "" for d in ds.descriptions),
-            data_alpha=data_alpha,
+        return _describe(ds, str(p.resolve()))
+
+
+def _open_remote(path: str) -> SceneInfo:
+    """:func:`open_scene` for a GDAL network path: one HEAD-like request says whether it exists."""
+    name = scene_name(path)
+    with remote_env():
+        try:
+            found = remote_stat(path)
+        except OSError:  # GDAL's library not reachable here: let the open below decide
+            found = RemoteStatUnknown
+        if found is None:
+            raise SceneNotFoundError(not_found_message(path))
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", NotGeoreferencedWarning)
+                ds = rasterio.open(path)
+        except RasterioIOError as exc:
+            if found is RemoteStatUnknown:
+                raise SceneNotFoundError(f"{not_found_message(path)} ({redact(_gdal_reason(exc), path)})") from None
+            raise GeosegIOError(
+                f"{name} is not a readable raster ({redact(_gdal_reason(exc), path)}); pass a GeoTIFF, and check "
+                "that the object is complete (not truncated)"
+            ) from None
+        with ds:
+            return _describe(ds, path)
+
+
+#: Stands for "existence not asked" in :func:`_open_remote`.
+RemoteStatUnknown: Any = object()
+
+
+def _describe(ds: rasterio.io.DatasetReader, path: str) -> SceneInfo:
+    """Check an open scene and describe it; `path` is what workers reopen."""
+    p = Path(scene_name(path))  # for messages: the file name only
+    _check_georeferenced(ds, p)
+    if ds.width == 0 or ds.height == 0 or ds.count == 0:
+        raise SceneError(f"{p.name} is empty ({ds.width}x{ds.height} px, {ds.count} bands)")
+    _check_readable(ds, p)
+    tagged_alpha = tuple(i + 1 for i, ci in enumerate(ds.colorinterp) if ci == ColorInterp.alpha)
+    found = _data_alpha(path) if tagged_alpha else ()
+    for b, distinct, share in found:
+        _warn_once(
+            f"band {b} of {p.name} is tagged alpha but holds data ({distinct} distinct values, {share:.0%} "
+            "of its non-zero pixels between 0 and its maximum): geoseg treats it as a data band, not a mask"
         )
+    data_alpha = tuple(b for b, _, _ in found)
+    alpha = tuple(b for b in tagged_alpha if b not in data_alpha)
+    flags = ds.mask_flag_enums[0]
+    if alpha:
+        kind: MaskKind = "alpha"
+    elif MaskFlags.nodata in flags or ds.nodata is not None:
+        kind = "nodata"
+    elif MaskFlags.per_dataset in flags and not data_alpha:
+        kind = "mask"
+    else:
+        kind = "none"
+    crs = CRS.from_user_input(ds.crs)
+    return SceneInfo(
+        path=path,
+        width=ds.width,
+        height=ds.height,
+        count=ds.count,
+        dtype=ds.dtypes[0],
+        crs_wkt=crs.to_wkt(),
+        transform=ds.transform,
+        nodata=ds.nodata,
+        mask_kind=kind,
+        alpha_bands=alpha,
+        colorinterp=tuple(ci.name for ci in ds.colorinterp),
+        block_shapes=tuple(ds.block_shapes),
+        pixel_size_m=_pixel_size_m(crs, ds.transform, ds.width, ds.height),
+        compression=ds.compression.value if ds.compression else None,
+        descriptions=tuple(d or "" for d in ds.descriptions),
+        data_alpha=data_alpha,
+    )
 
 
 def _check_georeferenced(ds: rasterio.io.DatasetReader, p: Path) -> None:
@@ -398,9 +450,8 @@ def _check_readable(ds: rasterio.io.DatasetReader, p: Path) -> None:
     try:
         ds.read(window=win)
     except RasterioIOError as exc:
-        raise GeosegIOError(
-            f"{p.name} is truncated or corrupt ({_gdal_reason(exc)}); re-download or re-export it"
-        ) from exc
+        reason = re.sub(r"\?\S*", "", _gdal_reason(exc))  # a URL's query string may hold a secret
+        raise GeosegIOError(f"{p.name} is truncated or corrupt ({reason}); re-download or re-export it") from exc
 
 
 #: An alpha band holds data, not a mask, when more than this share of its non-zero sampled pixels
@@ -418,10 +469,12 @@ def open_raster(path: str | os.PathLike[str]) -> Iterator[rasterio.io.DatasetRea
     traceback-like message. Callers that need a georeference check it
     themselves (:func:`open_scene` does).
     """
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", NotGeoreferencedWarning)
-        ds = rasterio.open(path)
-    with ds:
+    with contextlib.ExitStack() as stack:
+        if is_remote(path):
+            stack.enter_context(remote_env())
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", NotGeoreferencedWarning)
+            ds = stack.enter_context(rasterio.open(gdal_path(path)))
         yield ds
 
 
@@ -524,7 +577,7 @@ def select_bands(
     interpretation, no descriptions), the count alone decides and a warning
     is logged once: the file's band order is then assumed to be the model's.
     """
-    name = Path(info.path).name
+    name = scene_name(info.path)
     model_bands = f" (bands: {','.join(names)})" if names else ""
     meanings = band_meanings(info)
     wanted = [band_meaning(n) for n in names] if names and len(names) == expected else []
@@ -581,7 +634,7 @@ def _match_meanings(
     info: SceneInfo, meanings: Sequence[str | None], wanted: Sequence[str | None], names: Sequence[str]
 ) -> tuple[int, ...]:
     """Bands for a model whose inputs have known meanings, on a scene that tags some of its bands."""
-    name = Path(info.path).name
+    name = scene_name(info.path)
     data = info.data_bands
     model = ",".join(names)
     chosen: list[int | None] = []
@@ -690,10 +743,11 @@ def read_window(
     ``height * width * len(bands)`` values, plus the padded copy.
     """
     where = "on opening it"
-    with warnings.catch_warnings():
+    remote = is_remote(path)
+    with warnings.catch_warnings(), remote_env() if remote else contextlib.nullcontext():
         warnings.simplefilter("ignore", NotGeoreferencedWarning)
         try:
-            with rasterio.open(path) as ds:
+            with rasterio.open(gdal_path(path)) as ds:
                 rows = reflect_index(np.arange(row_off, row_off + height), ds.height)
                 cols = reflect_index(np.arange(col_off, col_off + width), ds.width)
                 r0, r1 = int(rows.min()), int(rows.max()) + 1
@@ -703,6 +757,11 @@ def read_window(
                 src = ds.read(list(bands), window=win)
                 valid_src = valid_mask(ds, path, win)
         except RasterioIOError as exc:
+            if remote:
+                raise GeosegIOError(
+                    f"cannot read {display_name(path)} {where} ({redact(_gdal_reason(exc), path)}); check the "
+                    "network and the GDAL_HTTP_* / AWS_* settings, then run again to resume"
+                ) from None
             if not _exists(path):
                 raise SceneNotFoundError(f"{path} was removed or moved during the run; restore it, run again") from exc
             raise GeosegIOError(
@@ -742,7 +801,7 @@ def _note_nonfinite(path: str, count: int) -> None:
         _nonfinite_noted.add(path)
         log.warning(
             "%s holds NaN or infinite pixels (%d in the first window read); they are treated as nodata, pixel by pixel",
-            Path(path).name,
+            scene_name(path),
             count,
         )
 
@@ -830,5 +889,12 @@ def _cast(value: float, dtype: np.dtype) -> Any:
 
 
 def file_checksum(path: str | os.PathLike[str]) -> str:
-    """``sha256:<hex>`` of a whole file: a scene's identity in run reports."""
+    """A scene's identity in run reports: ``sha256:<hex>`` of a whole local file.
+
+    A remote scene (URL, ``s3://``, ``/vsi…``) is not read whole for this: its
+    identity is ``etag:<ETag>:size:<bytes>`` from one HEAD-like request (see
+    :func:`geoseg.remote.remote_checksum` for the fallbacks without an ETag).
+    """
+    if is_remote(path):
+        return remote_checksum(gdal_path(path))
     return f"sha256:{sha256_file(path)}"

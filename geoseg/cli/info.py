@@ -14,6 +14,7 @@ from ..tiling import DEFAULT_OVERLAP
 def _scene_info(path: Path, chunk: int, tile: int, overlap: int, model: Path | None) -> dict[str, Any]:
     from ..errors import SceneError
     from ..raster import band_meanings, open_scene, select_bands
+    from ..remote import display_name
     from ..tiling import BlockPlan, TileGrid
 
     info = open_scene(path)
@@ -25,7 +26,7 @@ def _scene_info(path: Path, chunk: int, tile: int, overlap: int, model: Path | N
         mask += f"; band {','.join(map(str, info.data_alpha))} is tagged alpha but holds data: used as data"
     data: dict[str, Any] = {
         "kind": "scene",
-        "path": info.path,
+        "path": display_name(info.path),
         "size": f"{info.width} x {info.height} px",
         "bands": info.count,
         "band_meaning": ", ".join(f"{b}={m or '?'}" for b, m in enumerate(meanings, start=1)),

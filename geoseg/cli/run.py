@@ -14,7 +14,7 @@ from ._options import log_options, logs_json, min_area_option, simplify_option, 
 
 
 @click.command()
-@click.argument("scene", type=click.Path(path_type=Path))
+@click.argument("scene")
 @click.option(
     "-m",
     "--model",
@@ -84,7 +84,7 @@ from ._options import log_options, logs_json, min_area_option, simplify_option, 
 @log_options
 @click.option("-q", "--quiet", is_flag=True, help="No progress bar or summary.")
 def run(
-    scene: Path,
+    scene: str,
     model: str | None,
     outdir: Path | None,
     tile: int | None,
@@ -106,7 +106,7 @@ def run(
     overwrite: bool,
     quiet: bool,
 ) -> None:
-    """Segment SCENE into land-cover classes.
+    """Segment SCENE (a GeoTIFF, an http(s):// URL, s3://bucket/key or /vsi… path) into land-cover classes.
 
     Writes <stem>.classes.tif (COG, class ids, 255 = nodata),
     <stem>.landcover.gpkg (layer `landcover`) and <stem>.run.json into the output
@@ -116,6 +116,7 @@ def run(
     """
     from ..models import resolve_model
     from ..pipeline import run as run_pipeline
+    from ..remote import scene_name
     from ._progress import JsonProgress, RunProgress, log_result, print_summary
     from .model import download_progress
 
@@ -152,7 +153,7 @@ def run(
     if quiet:
         result = run_pipeline(cfg, progress=events.update if events else None)
     else:
-        with RunProgress(scene.name) as bar:
+        with RunProgress(scene_name(scene)) as bar:
             result = run_pipeline(cfg, progress=_both(bar.update, events.update if events else None))
         print_summary(result)
     if events:

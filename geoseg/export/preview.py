@@ -12,7 +12,8 @@ import rasterio.shutil
 
 from .._files import staged
 from ..classes import NODATA, ClassTable
-from ..raster import SceneInfo, valid_mask
+from ..raster import SceneInfo, open_raster, valid_mask
+from ..remote import scene_name
 
 __all__ = ["write_preview"]
 
@@ -56,7 +57,7 @@ def write_preview(
     rgb = [order[c] for c in ("red", "green", "blue") if c in order]
     if len(rgb) < 3:
         rgb = list(info.data_bands[:3]) if len(info.data_bands) >= 3 else [info.data_bands[0]] * 3
-    with rasterio.open(info.path) as src:
+    with open_raster(info.path) as src:
         img = src.read(rgb, out_shape=(3, h, w), resampling=Resampling.average)
         valid = valid_mask(src, info.path, None, out_shape=(h, w)) > 0  # an alpha band holding data is no mask
     with rasterio.open(classes_tif) as src:
@@ -81,7 +82,7 @@ def write_preview(
     total = max(int(counts.sum()), 1)
     draw.text(
         (gap, h + gap + 6),
-        f"{Path(info.path).name} · {info.width} x {info.height} px · {info.crs_name}",
+        f"{scene_name(info.path)} · {info.width} x {info.height} px · {info.crs_name}",
         fill="black",
         font=font,
     )

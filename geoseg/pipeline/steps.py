@@ -29,6 +29,7 @@ from .._parallel import ProgressCallback, in_background, release_free_memory
 from ..config import RunConfig, check_tile
 from ..errors import ConfigError, OutputExistsError, SceneError
 from ..raster import SceneInfo, file_checksum, has_valid_pixels, open_scene, select_bands
+from ..remote import display_name, is_remote, scene_name
 from ..store import WorkStore
 from ..tiling import BlockPlan, TileGrid
 from ..vectorize import ClassSource, Cleaning, VectorSummary, cells, vectorize_cells
@@ -85,7 +86,7 @@ class Prepared:
 
     @property
     def scene_name(self) -> str:
-        return Path(self.info.path).name
+        return scene_name(self.info.path)
 
 
 @dataclass(frozen=True)
@@ -185,7 +186,7 @@ def prepare(cfg: RunConfig, cleanup: contextlib.ExitStack) -> Prepared:
     """
     started = time.perf_counter()
     info = open_scene(cfg.scene)
-    scene_path = Path(info.path)
+    name = scene_name(info.path)
     scene_checksum = in_background(file_checksum, info.path)  # hashing a big scene overlaps importing torch
     from ..predict.runtime import choose_engine, read_spec
 
@@ -194,7 +195,7 @@ def prepare(cfg: RunConfig, cleanup: contextlib.ExitStack) -> Prepared:
     spec = read_spec(choice.path)
     bands = select_bands(info, cfg.bands, spec.in_channels, spec.bands)
     if not has_valid_pixels(info):
-        raise SceneError(f"{scene_path.name} has no valid pixels (all nodata or masked); nothing to map")
+        raise SceneError(f"{name} has no valid pixels (all nodata or masked); nothing to map")
     if spec.pixel_dtype and spec.pixel_dtype != info.dtype:
         log.warning(
             "scene is %s but the model was trained on %s imagery; check its normalisation", info.dtype, spec.pixel_dtype
@@ -218,7 +219,7 @@ def prepare(cfg: RunConfig, cleanup: contextlib.ExitStack) -> Prepared:
         precision = resolve_precision(resolve_device(cfg.device), cfg.precision)
     log.info("engine: %s %s (%s)", choice.engine, precision, choice.reason)
 
-    paths = _claim_outputs(cfg, scene_path, cleanup)
+    paths = _claim_outputs(cfg, info.path, cleanup)
 
     t0 = time.perf_counter()
     checksum = scene_checksum.result()
@@ -376,7 +377,7 @@ def report(
         geoseg_version=__version__,
         created=prep.created,
         scene=SceneRecord(
-            path=info.path,
+            path=display_name(info.path),
             checksum=prep.checksum,
             width=info.width,
             height=info.height,
@@ -397,7 +398,7 @@ def report(
             encoder=spec.encoder,
             bands=list(spec.bands),
         ),
-        parameters=cfg.model_dump(mode="json"),
+        parameters=_parameters(cfg),
         grid=GridRecord(
             tile=prep.grid.tile,
             overlap=cfg.overlap,
@@ -451,13 +452,20 @@ def report(
 # -- helpers ----------------------------------------------------------------------------------
 
 
-def output_paths(scene: Path, outdir: Path) -> dict[str, Path]:
-    """The files a run writes for `scene` into `outdir`."""
-    stem = (
-        scene.name.rsplit(".", 1)[0]
-        if scene.suffix.lower() in (".tif", ".tiff", ".vrt", ".img", ".jp2")
-        else scene.name
-    )
+def output_paths(scene: str | os.PathLike[str], outdir: Path) -> dict[str, Path]:
+    """The files a run writes for `scene` (a path, URL or GDAL path) into `outdir`.
+
+    Their stem is the scene's file name, for a URL the last part of its path
+    without the query string, less a raster suffix.
+
+    Examples
+    --------
+    >>> output_paths("https://example.org/tiles/scene.tif?token=x", Path("out"))["classes"]
+    PosixPath('out/scene.classes.tif')
+    """
+    name = scene_name(scene)
+    suffix = Path(name).suffix.lower()
+    stem = name.rsplit(".", 1)[0] if suffix in (".tif", ".tiff", ".vrt", ".img", ".jp2") else name
     return {
         "classes": outdir / f"{stem}.classes.tif",
         "landcover": outdir / f"{stem}.landcover.gpkg",
@@ -469,18 +477,23 @@ def output_paths(scene: Path, outdir: Path) -> dict[str, Path]:
     }
 
 
-def _claim_outputs(cfg: RunConfig, scene_path: Path, cleanup: contextlib.ExitStack) -> dict[str, Path]:
-    """Create the output folder, lock the scene's outputs in it, and refuse or clear what is there."""
+def _claim_outputs(cfg: RunConfig, scene: str, cleanup: contextlib.ExitStack) -> dict[str, Path]:
+    """Create the output folder, lock the scene's outputs in it, and refuse or clear what is there.
+
+    Without an output folder, outputs go next to a local scene, and into the
+    working directory for a remote one.
+    """
     from .._lock import hold
     from ..export import class_sidecars
 
-    outdir = (cfg.outdir or scene_path.parent).resolve()
-    paths = output_paths(scene_path, outdir)
+    outdir = (cfg.outdir or (Path.cwd() if is_remote(scene) else Path(scene).parent)).resolve()
+    paths = output_paths(scene, outdir)
+    name = scene_name(scene)
     if not outdir.exists():
         cleanup.push(_remove_if_empty_on_error(outdir))
     check_outdir(outdir)
     cleanup.enter_context(
-        hold(paths["lock"], f"another geoseg run is writing {scene_path.name} into {outdir}; wait for it to finish")
+        hold(paths["lock"], f"another geoseg run is writing {name} into {outdir}; wait for it to finish")
     )
     wanted = ["classes", "landcover", "report"] + [k for k in ("confidence", "preview") if getattr(cfg, k)]
     existing = [paths[k].name for k in wanted if paths[k].exists()]
@@ -494,16 +507,24 @@ def _claim_outputs(cfg: RunConfig, scene_path: Path, cleanup: contextlib.ExitSta
     return paths
 
 
+def _parameters(cfg: RunConfig) -> dict[str, Any]:
+    """The run's settings as reports record them: a remote scene without its query string or credentials."""
+    params = cfg.model_dump(mode="json")
+    if is_remote(cfg.scene):
+        params["scene"] = display_name(cfg.scene)
+    return params
+
+
 def _run_row(prep: Prepared) -> dict[str, Any]:
     """The row the GeoPackage's ``runs`` table gets."""
     return {
         "created": prep.created,
         "geoseg_version": __version__,
-        "scene": prep.info.path,
+        "scene": display_name(prep.info.path),
         "scene_checksum": prep.checksum,
         "model": prep.spec.name,
         "model_sha256": prep.model_sha256,
-        "parameters": prep.cfg.model_dump(mode="json"),
+        "parameters": _parameters(prep.cfg),
     }
 
 
