@@ -296,3 +296,12 @@ def test_batch_maps_a_url_once_then_skips_it(served, tmp_path, fcn_model):
     assert [o.status for o in second.scenes] == ["skipped"]  # same ETag and size: current
     assert server.bytes_sent < 100_000
     assert "SECRET" not in first.manifest.read_text()
+
+
+def test_info_describes_a_served_scene(served):
+    server, _ = served
+    code, out = invoke("info", server.url("scene.tif") + "?token=SECRET", "--json")
+    assert code == 0, out
+    data = json.loads(out)
+    assert data["path"] == server.url("scene.tif") and "SECRET" not in out
+    assert "1024" in json.dumps(data)

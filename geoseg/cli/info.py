@@ -11,7 +11,7 @@ import click
 from ..tiling import DEFAULT_OVERLAP
 
 
-def _scene_info(path: Path, chunk: int, tile: int, overlap: int, model: Path | None) -> dict[str, Any]:
+def _scene_info(path: str | Path, chunk: int, tile: int, overlap: int, model: Path | None) -> dict[str, Any]:
     from ..errors import SceneError
     from ..raster import band_meanings, open_scene, select_bands
     from ..remote import display_name
@@ -77,7 +77,7 @@ def _model_info(path: Path) -> dict[str, Any]:
 
 
 @click.command()
-@click.argument("path", type=click.Path(path_type=Path))
+@click.argument("path")
 @click.option("--chunk", type=int, default=2048, show_default=True, help="Block size to show the layout for.")
 @click.option("--tile", type=int, default=512, show_default=True, help="Tile size to show the layout for.")
 @click.option("--overlap", type=int, default=DEFAULT_OVERLAP, show_default=True, help="Overlap to show the layout for.")
@@ -88,15 +88,17 @@ def _model_info(path: Path) -> dict[str, Any]:
     help="Also show which scene bands `geoseg run` would feed this model.",
 )
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
-def info(path: Path, chunk: int, tile: int, overlap: int, model: Path | None, as_json: bool) -> None:
+def info(path: str, chunk: int, tile: int, overlap: int, model: Path | None, as_json: bool) -> None:
     """Describe PATH: a scene (size, bands and their meaning, CRS, pixel size, nodata, block layout) or a
     model checkpoint."""
     from ..errors import GeosegIOError
+    from ..remote import is_remote
 
-    if not path.exists():
+    local = Path(path)
+    if not is_remote(path) and not local.exists():
         raise GeosegIOError(f"{path} not found; check the path")
-    is_model = path.suffix.lower() in (".pt", ".pth", ".ckpt", ".safetensors")
-    data = _model_info(path) if is_model else _scene_info(path, chunk, tile, overlap, model)
+    is_model = local.suffix.lower() in (".pt", ".pth", ".ckpt", ".safetensors", ".onnx")
+    data = _model_info(local) if is_model else _scene_info(path, chunk, tile, overlap, model)
     if as_json:
         click.echo(json.dumps(data, indent=2))
         return
