@@ -1,7 +1,7 @@
 """Regional mapping jobs: many scenes, one job file, unattended and resumable.
 
-A job file (YAML) names the region, the scenes (globs, paths, or text files
-listing paths), the model, the output folder and the settings of
+A job file (YAML) names the region, the scenes (globs, paths, URLs, text files
+listing paths, or STAC sources), the model, the output folder and the settings of
 ``geoseg run``::
 
     region: harbour-east
@@ -39,11 +39,12 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from .config import RunConfig, RunOptions, Scheduler, config_error
 from .errors import ConfigError, GeosegError, GeosegIOError, JobLockedError
 from .remote import display_name, is_remote, scene_name
+from .stac import StacScene, stac_scenes
 
 if TYPE_CHECKING:
     from .export.report import RunReport
@@ -52,6 +53,7 @@ __all__ = [
     "BatchJob",
     "BatchResult",
     "SceneOutcome",
+    "StacSource",
     "load_job",
     "run_batch",
     "scene_paths",
@@ -60,16 +62,44 @@ __all__ = [
 log = logging.getLogger(__name__)
 
 #: Settings of ``geoseg run`` that change no output byte: a scene mapped with other values is still current.
-_NEUTRAL = frozenset({"scene", "model", "outdir", "overwrite", "chunk", "scheduler", "workers", "keep_intermediate"})
+_NEUTRAL = frozenset(
+    {"scene", "model", "outdir", "name", "overwrite", "chunk", "scheduler", "workers", "keep_intermediate"}
+)
 _GLOB = frozenset("*?[")
+
+#: A scene of a job: a local file, a URL or GDAL path, or a STAC item's asset (named after the item).
+JobScene = Path | str | StacScene
+
+
+class StacSource(BaseModel):
+    """A ``scenes:`` entry ``{stac: PATH_OR_URL, asset: KEY}``: every item of a STAC ItemCollection or catalog.
+
+    `asset` is the asset key to map; None takes ``visual``, else ``image``.
+    """
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    stac: str = Field(min_length=1)
+    asset: str | None = Field(default=None, min_length=1)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _no_api_search(cls, v: Any) -> Any:
+        if isinstance(v, dict) and {"collections", "bbox", "datetime", "query"} & set(v):
+            raise ValueError(
+                "STAC API searches (collections, bbox, datetime) are not read; "
+                "save the search as an ItemCollection file and give its path"
+            )
+        return v
 
 
 class BatchJob(BaseModel):
     """A regional job, as read from its YAML file (relative paths are relative to that file).
 
-    `scenes` entries are file paths, glob patterns (``tiles/*.tif``,
-    ``**/*.tif``) or ``.txt`` files listing one path per line (``#`` starts a
-    comment). `model` is a checkpoint path, an installed model name or a URL;
+    `scenes` entries are file paths, URLs, glob patterns (``tiles/*.tif``,
+    ``**/*.tif``), ``.txt`` files listing one path per line (``#`` starts a
+    comment) or :class:`StacSource` mappings (``{stac: items.json, asset: visual}``).
+    `model` is a checkpoint path, an installed model name or a URL;
     None uses ``GEOSEG_MODEL`` or the default installed model. `retries` is how
     often a scene that failed unexpectedly is tried again (a scene that is
     unreadable or does not fit the model is not retried: it would fail the same
@@ -79,7 +109,7 @@ class BatchJob(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
     region: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$", max_length=100)
-    scenes: tuple[str, ...] = Field(min_length=1)
+    scenes: tuple[str | StacSource, ...] = Field(min_length=1)
     output: Path
     model: str | None = None
     run: RunOptions = RunOptions()
@@ -92,7 +122,18 @@ class BatchJob(BaseModel):
     @field_validator("scenes", mode="before")
     @classmethod
     def _one_or_many(cls, v: Any) -> Any:
-        return [v] if isinstance(v, str) else v
+        entries = [v] if isinstance(v, str | dict) else v
+        if not isinstance(entries, list | tuple):
+            return entries
+        out = []
+        for entry in entries:  # a mapping is a STAC source: its own errors, not the union's
+            if isinstance(entry, dict):
+                try:
+                    entry = StacSource(**entry)
+                except ValidationError as exc:
+                    raise ValueError(str(config_error(exc)).removeprefix("invalid ")) from None
+            out.append(entry)
+        return out
 
     @field_validator("region", mode="before")
     @classmethod
@@ -115,12 +156,13 @@ class BatchJob(BaseModel):
     def regional_path(self) -> Path:
         return self.outdir / f"{self.region}.landcover.gpkg"
 
-    def run_config(self, scene: Path | str, model: Path) -> RunConfig:
-        """The :class:`RunConfig` of one scene of this job."""
+    def run_config(self, scene: JobScene, model: Path) -> RunConfig:
+        """The :class:`RunConfig` of one scene of this job (a STAC scene's outputs carry its item id)."""
         return RunConfig.build(
-            scene=scene,
+            scene=_href(scene),
             model=model,
             outdir=self.outdir / "scenes",
+            name=scene.name if isinstance(scene, StacScene) else None,
             overwrite=True,
             scheduler=self.scheduler,
             workers=self.workers,
@@ -160,21 +202,26 @@ def load_job(path: str | os.PathLike[str], **overrides: Any) -> BatchJob:
     return job
 
 
-def scene_paths(job: BatchJob) -> list[Path | str]:
+def scene_paths(job: BatchJob) -> list[JobScene]:
     """The job's scenes in order, without duplicates.
 
     URLs, ``s3://`` keys and ``/vsi…`` paths (in the job or in a list file)
-    are kept as the strings given; globs match local files only.
+    are kept as the strings given; globs match local files only. Each item of
+    a STAC source is a :class:`~geoseg.stac.StacScene` named after its id.
 
     Raises
     ------
     ConfigError
-        A glob or list matches nothing, a list file is missing, or two scenes
-        share a file name stem (their outputs would collide).
+        A glob or list matches nothing, a list file is missing, a STAC source
+        cannot be read or an item lacks the asset, or two scenes share a name
+        (their outputs would collide).
     """
-    found: list[Path | str] = []
+    found: list[JobScene] = []
     for entry in job.scenes:
-        if is_remote(entry):
+        if isinstance(entry, StacSource):
+            source = entry.stac if is_remote(entry.stac) else str(job.path(entry.stac))
+            found += stac_scenes(source, entry.asset)
+        elif is_remote(entry):
             found.append(entry)
         elif _GLOB & set(entry):
             pattern = str(job.path(entry)) if not Path(entry).is_absolute() else entry
@@ -195,26 +242,32 @@ def scene_paths(job: BatchJob) -> list[Path | str]:
     unique = list(dict.fromkeys(found))
     if not unique:
         raise ConfigError("scenes: the job lists no scene")
-    stems: dict[str, Path | str] = {}
+    stems: dict[str, JobScene] = {}
     for p in unique:
         stem = _stem(p)
         if stem in stems:
             raise ConfigError(
-                f"scenes {display_name(stems[stem])} and {display_name(p)} share the name {stem!r}; "
+                f"scenes {display_name(_href(stems[stem]))} and {display_name(_href(p))} share the name {stem!r}; "
                 "their outputs would collide"
             )
         stems[stem] = p
     return unique
 
 
-def _stem(scene: Path | str) -> str:
-    """The scene's file name without its suffix (for a URL: of its path, without the query)."""
-    return Path(scene_name(scene)).stem
+def _href(scene: JobScene) -> Path | str:
+    """Where the scene is read from."""
+    return scene.href if isinstance(scene, StacScene) else scene
 
 
-def _present(scene: Path | str) -> bool:
+def _stem(scene: JobScene) -> str:
+    """The scene's name: a STAC item's id, else its file name without the suffix (a URL's without the query)."""
+    return scene.name if isinstance(scene, StacScene) else Path(scene_name(scene)).stem
+
+
+def _present(scene: JobScene) -> bool:
     """Whether a local scene is a file; remote scenes are asked for when they are mapped."""
-    return is_remote(scene) or Path(scene).is_file()
+    href = _href(scene)
+    return is_remote(href) or Path(href).is_file()
 
 
 Status = Literal["done", "skipped", "failed", "interrupted", "pending"]
@@ -367,7 +420,7 @@ def run_batch(
                 hold(outdir / f".{job.region}.lock", f"job {job.region!r} is already running", error=JobLockedError)
             )
         mhash = sha256_file(model)  # the model's identity, as run.json records it
-        outcomes = [SceneOutcome(scene=_stem(p), path=display_name(p)) for p in scenes]
+        outcomes = [SceneOutcome(scene=_stem(p), path=display_name(_href(p))) for p in scenes]
         started = datetime.now(UTC).isoformat(timespec="seconds")
 
         def save(regional: Path | None = None, features: int | None = None) -> None:
@@ -391,7 +444,7 @@ def run_batch(
 
 def _map_scene(
     job: BatchJob,
-    path: Path | str,
+    path: JobScene,
     outcome: SceneOutcome,
     model: Path,
     mhash: str,
@@ -407,8 +460,8 @@ def _map_scene(
     extra = {"event": "scene", "scene": outcome.scene}
     try:
         cfg = job.run_config(path, model)
-        report_path = output_paths(path, job.outdir / "scenes")["report"]
-        report = _current(report_path, cfg, file_checksum(path), mhash) if _present(path) else None
+        report_path = output_paths(cfg.scene, job.outdir / "scenes", cfg.name)["report"]
+        report = _current(report_path, cfg, file_checksum(cfg.scene), mhash) if _present(path) else None
     except (GeosegError, OSError) as exc:
         outcome.status, outcome.error = "failed", _one_line(exc)
         log.info("%s: failed: %s", outcome.scene, outcome.error, extra={**extra, "status": "failed"})
@@ -421,7 +474,7 @@ def _map_scene(
         return False
     if dry_run:
         outcome.status = "pending" if _present(path) else "failed"
-        outcome.error = None if _present(path) else f"{path} not found"
+        outcome.error = None if _present(path) else f"{display_name(_href(path))} not found"
         return False
 
     def stage(name: str, done: int, total: int) -> None:
@@ -475,7 +528,7 @@ def _one_line(exc: BaseException) -> str:
 
 
 def _merge_if_needed(
-    job: BatchJob, good: list[tuple[Path | str, SceneOutcome]], ran: bool, progress: BatchProgress | None
+    job: BatchJob, good: list[tuple[JobScene, SceneOutcome]], ran: bool, progress: BatchProgress | None
 ) -> tuple[Path, int]:
     """Merge the regional layer unless it exists and holds exactly these scenes' current outputs."""
     from .regional import merge_layers
@@ -535,7 +588,7 @@ def _write_manifest(
             "seconds": round(seconds, 3),
             "model": {"path": str(model), "sha256": mhash},
             # presigned URLs carry their signature in the query: the manifest keeps scenes without it
-            "settings": job.model_dump(mode="json") | {"scenes": [display_name(e) for e in job.scenes]},
+            "settings": job.model_dump(mode="json") | {"scenes": [_shown(e) for e in job.scenes]},
             "counts": counts,
             "class_areas_m2": {k: round(v, 3) for k, v in totals.items()},
             "regional": None
@@ -545,3 +598,10 @@ def _write_manifest(
         },
         job.manifest_path,
     )
+
+
+def _shown(entry: str | StacSource) -> str | dict[str, Any]:
+    """A job's ``scenes:`` entry as the manifest keeps it: without a URL's query string."""
+    if isinstance(entry, StacSource):
+        return entry.model_dump(mode="json") | {"stac": display_name(entry.stac)}
+    return display_name(entry)

@@ -111,12 +111,15 @@ class RunConfig(RunOptions):
     GDAL ``/vsi…`` path (see :mod:`geoseg.remote`), kept as the string given.
     `model` is a checkpoint file; the command line also takes installed
     model names and URLs and turns them into a file with
-    :func:`geoseg.models.resolve_model` first.
+    :func:`geoseg.models.resolve_model` first. `name` is the stem of the
+    output files; None takes the scene's file name less its raster suffix
+    (a regional job names a STAC item's outputs after the item's id).
     """
 
     scene: Scene
     model: Path
     outdir: Path | None = None
+    name: str | None = Field(default=None, pattern=r"^[A-Za-z0-9][A-Za-z0-9._+-]*$", max_length=200)
     overwrite: bool = False
     scheduler: Scheduler = "threads"
     workers: int | None = Field(default=None, ge=1)

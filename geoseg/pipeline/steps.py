@@ -452,20 +452,25 @@ def report(
 # -- helpers ----------------------------------------------------------------------------------
 
 
-def output_paths(scene: str | os.PathLike[str], outdir: Path) -> dict[str, Path]:
+def output_paths(scene: str | os.PathLike[str], outdir: Path, name: str | None = None) -> dict[str, Path]:
     """The files a run writes for `scene` (a path, URL or GDAL path) into `outdir`.
 
-    Their stem is the scene's file name, for a URL the last part of its path
-    without the query string, less a raster suffix.
+    Their stem is `name` where given, else the scene's file name, for a URL the
+    last part of its path without the query string, less a raster suffix.
 
     Examples
     --------
     >>> output_paths("https://example.org/tiles/scene.tif?token=x", Path("out"))["classes"]
     PosixPath('out/scene.classes.tif')
+    >>> output_paths("https://example.org/S2A_33UUP_20260601/visual.tif", Path("out"), "S2A_33UUP_20260601")["report"]
+    PosixPath('out/S2A_33UUP_20260601.run.json')
     """
-    name = scene_name(scene)
-    suffix = Path(name).suffix.lower()
-    stem = name.rsplit(".", 1)[0] if suffix in (".tif", ".tiff", ".vrt", ".img", ".jp2") else name
+    if name is not None:
+        stem = name
+    else:
+        file = scene_name(scene)
+        suffix = Path(file).suffix.lower()
+        stem = file.rsplit(".", 1)[0] if suffix in (".tif", ".tiff", ".vrt", ".img", ".jp2") else file
     return {
         "classes": outdir / f"{stem}.classes.tif",
         "landcover": outdir / f"{stem}.landcover.gpkg",
@@ -487,7 +492,7 @@ def _claim_outputs(cfg: RunConfig, scene: str, cleanup: contextlib.ExitStack) ->
     from ..export import class_sidecars
 
     outdir = (cfg.outdir or (Path.cwd() if is_remote(scene) else Path(scene).parent)).resolve()
-    paths = output_paths(scene, outdir)
+    paths = output_paths(scene, outdir, cfg.name)
     name = scene_name(scene)
     if not outdir.exists():
         cleanup.push(_remove_if_empty_on_error(outdir))
