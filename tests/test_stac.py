@@ -121,6 +121,10 @@ def test_missing_asset_is_one_line_naming_the_item_and_its_keys(served, tmp_path
     write_items(tmp_path / "plain.json", [item("x", {"image": "x.tif"}), item("y", {"data": "y.tif"})])
     with pytest.raises(ConfigError, match=r"item 'y' .* has no asset 'visual' or 'image' .*; its assets: data$"):
         stac_scenes(str(tmp_path / "plain.json"))
+    # items without links: relative hrefs resolve against the ItemCollection's folder
+    (tmp_path / "sub").mkdir()
+    write_items(tmp_path / "sub" / "one.json", [item("x", {"image": "x.tif"})])
+    assert stac_scenes(str(tmp_path / "sub" / "one.json")) == [StacScene(tmp_path / "sub" / "x.tif", "x")]
 
 
 def test_static_catalog_resolves_child_collections_and_relative_asset_hrefs(tmp_path):
