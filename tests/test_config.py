@@ -9,7 +9,7 @@ import pytest
 
 from geoseg.batch import BatchJob, load_job
 from geoseg.cli.run import run as run_command
-from geoseg.config import PRECISIONS, RunConfig, RunOptions
+from geoseg.config import ENGINES, PRECISIONS, RunConfig, RunOptions
 from geoseg.errors import ConfigError
 from geoseg.tiling import DEFAULT_OVERLAP
 
@@ -38,7 +38,7 @@ def test_bad_settings_are_one_line_errors_naming_the_setting(values, message):
 def test_a_run_is_its_options_plus_scene_model_and_outputs():
     assert set(RunOptions.model_fields) < set(RunConfig.model_fields)
     extra = set(RunConfig.model_fields) - set(RunOptions.model_fields)
-    assert extra == {"scene", "model", "outdir", "overwrite", "scheduler", "workers"}
+    assert extra == {"scene", "model", "outdir", "name", "overwrite", "scheduler", "workers"}
     cfg = build()
     assert cfg.overlap == DEFAULT_OVERLAP and cfg.precision == "auto"
 
@@ -48,6 +48,7 @@ def test_the_command_line_offers_the_same_choices_and_defaults():
     assert params["overlap"].default == DEFAULT_OVERLAP == RunOptions().overlap
     assert isinstance(params["precision"].type, click.Choice)
     assert tuple(params["precision"].type.choices) == PRECISIONS
+    assert tuple(params["engine"].type.choices) == ENGINES and params["engine"].default == RunOptions().engine
 
 
 def test_a_job_run_section_is_checked_like_geoseg_run(tmp_path: Path):
