@@ -109,7 +109,15 @@ class Runner:
             if sched == "synchronous":
                 return list(dask.local.get_sync(dsk, keys))
             if sched == "threads":
-                return list(dask.threaded.get(dsk, keys, num_workers=self.cfg.workers))
+                from concurrent.futures import ThreadPoolExecutor
+
+                pool = ThreadPoolExecutor(self.cfg.workers or os.cpu_count() or 1, thread_name_prefix="geoseg-task")
+                try:
+                    return list(dask.threaded.get(dsk, keys, pool=pool))
+                finally:
+                    # A failed task ends the graph at once, but the tasks already running go on writing
+                    # blocks: wait for them, so nothing writes to the store after the run has ended.
+                    pool.shutdown(wait=True, cancel_futures=True)
             from functools import partial
 
             from .._lifeline import bind_to_parent
