@@ -271,15 +271,13 @@ def _quiet_stdout() -> Iterator[None]:
         os.close(saved)
 
 
-def _agreement(
-    a: OnnxPredictor, b: OnnxPredictor, tiles: list[np.ndarray], masks: list[np.ndarray]
-) -> tuple[float, int]:
-    same = total = 0
-    for t, m in zip(tiles, masks, strict=True):
-        pa = a.predict(t[None])[0].argmax(0)
-        pb = b.predict(t[None])[0].argmax(0)
-        same += int((pa == pb)[m].sum())
-        total += int(m.sum())
+def _classes(predictor: OnnxPredictor, tiles: list[np.ndarray]) -> list[np.ndarray]:
+    return [predictor.predict(t[None])[0].argmax(0) for t in tiles]
+
+
+def _agreement(reference: list[np.ndarray], candidate: list[np.ndarray], masks: list[np.ndarray]) -> tuple[float, int]:
+    same = sum(int((r == c)[m].sum()) for r, c, m in zip(reference, candidate, masks, strict=True))
+    total = sum(int(m.sum()) for m in masks)
     return same / max(total, 1), total
 
 
@@ -324,6 +322,7 @@ def quantize_int8(
     import onnx
     from onnxruntime.quantization.shape_inference import quant_pre_process
 
+    from .onnx_export import write_metadata
     from .runtime import is_onnx
 
     if not 0 < min_agreement <= 1:
@@ -358,20 +357,18 @@ def quantize_int8(
         model = onnx.load(str(pre))
         exclude = _score_convs(model, spec.num_classes)
         kept = (*exclude, *(n.name for n in model.graph.node if n.op_type == "Softmax"))
+        held, held_masks = [images[i] for i in held_idx], [masks[i] for i in held_idx]
+        expected = _classes(reference, held)  # fp32's classes, once for every calibration method tried
         best: tuple[float, int, str, Path] | None = None
         for method in METHODS:
             say(f"calibrating ({method}) on {len(calib_idx)} tiles")
             q = tmp / f"int8-{method}.onnx"
             _quantize(pre, q, [_normalise(images[i], spec) for i in calib_idx], exclude, method)
-            from .onnx_export import write_metadata
-
             qm = onnx.load(str(q))
             write_metadata(qm, meta | {"geoseg_precision": "int8"})
             onnx.save(qm, str(q))
             candidate = OnnxPredictor(q, device="cpu", threads=os.cpu_count())
-            agree, pixels = _agreement(
-                reference, candidate, [images[i] for i in held_idx], [masks[i] for i in held_idx]
-            )
+            agree, pixels = _agreement(expected, _classes(candidate, held), held_masks)
             log.info("int8 (%s calibration): %.4f%% of held-out pixels agree with fp32", method, 100 * agree)
             say(f"{method}: {agree:.4%} of {pixels:,} held-out pixels agree with fp32")
             if best is None or agree > best[0]:
