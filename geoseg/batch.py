@@ -39,12 +39,12 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from .config import RunConfig, RunOptions, Scheduler, config_error
 from .errors import ConfigError, GeosegError, GeosegIOError, JobLockedError
 from .remote import display_name, is_remote, scene_name
-from .stac import StacScene, stac_scenes
+from .stac import DEFAULT_MAX_ITEMS, SEARCH_KEYS, StacScene, stac_scenes, stac_search
 
 if TYPE_CHECKING:
     from .export.report import RunReport
@@ -72,25 +72,54 @@ JobScene = Path | str | StacScene
 
 
 class StacSource(BaseModel):
-    """A ``scenes:`` entry ``{stac: PATH_OR_URL, asset: KEY}``: every item of a STAC ItemCollection or catalog.
+    """A ``scenes:`` entry: every item of a STAC ItemCollection, static catalog or STAC API search.
 
-    `asset` is the asset key to map; None takes ``visual``, else ``image``.
+    ``{stac: PATH_OR_URL, asset: KEY}`` reads an ItemCollection, Catalog or
+    Collection. Any search key (`collections`, `bbox`, `datetime`, `query`,
+    `filter`, `max_items`) makes `stac` the URL of a STAC API to search instead:
+    ``{stac: https://example.org/stac/v1, collections: [ortho], bbox: [w, s, e, n],
+    datetime: 2026-06-01/2026-06-30}``. `asset` is the asset key to map; None takes
+    ``visual``, else ``image``. `max_items` bounds a search (default 1000).
     """
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
     stac: str = Field(min_length=1)
     asset: str | None = Field(default=None, min_length=1)
+    collections: tuple[str, ...] | None = Field(default=None, min_length=1)
+    bbox: tuple[float, float, float, float] | None = None
+    datetime: str | None = Field(default=None, min_length=1)
+    query: dict[str, Any] | None = None
+    filter: dict[str, Any] | None = None
+    max_items: int | None = Field(default=None, ge=1, le=1_000_000)
 
-    @model_validator(mode="before")
+    @field_validator("collections", mode="before")
     @classmethod
-    def _no_api_search(cls, v: Any) -> Any:
-        if isinstance(v, dict) and {"collections", "bbox", "datetime", "query"} & set(v):
-            raise ValueError(
-                "STAC API searches (collections, bbox, datetime) are not read; "
-                "save the search as an ItemCollection file and give its path"
-            )
+    def _one_collection(cls, v: Any) -> Any:
+        return [v] if isinstance(v, str) else v
+
+    @field_validator("datetime", mode="before")
+    @classmethod
+    def _date_text(cls, v: Any) -> Any:
+        # YAML reads an unquoted 2026-06-01 as a date
+        return v.isoformat() if hasattr(v, "isoformat") else v
+
+    @field_validator("bbox")
+    @classmethod
+    def _bbox_order(cls, v: tuple[float, float, float, float] | None) -> tuple[float, float, float, float] | None:
+        if v is not None and not (-90 <= v[1] <= v[3] <= 90 and -180 <= min(v[0], v[2]) <= max(v[0], v[2]) <= 180):
+            raise ValueError("bbox must be [west, south, east, north] in degrees (south <= north)")
         return v
+
+    @property
+    def is_search(self) -> bool:
+        """Whether `stac` is a STAC API to search (the entry names a search key)."""
+        return self.max_items is not None or any(getattr(self, k) is not None for k in SEARCH_KEYS)
+
+    def search_parameters(self) -> dict[str, Any]:
+        """The search keys given, as the STAC API item search takes them."""
+        values = self.model_dump(mode="json", include=set(SEARCH_KEYS), exclude_none=True)
+        return {k: values[k] for k in SEARCH_KEYS if k in values}
 
 
 class BatchJob(BaseModel):
@@ -207,18 +236,31 @@ def scene_paths(job: BatchJob) -> list[JobScene]:
 
     URLs, ``s3://`` keys and ``/vsi…`` paths (in the job or in a list file)
     are kept as the strings given; globs match local files only. Each item of
-    a STAC source is a :class:`~geoseg.stac.StacScene` named after its id.
+    a STAC source (or found by its STAC API search) is a
+    :class:`~geoseg.stac.StacScene` named after its id.
 
     Raises
     ------
     ConfigError
         A glob or list matches nothing, a list file is missing, a STAC source
-        cannot be read or an item lacks the asset, or two scenes share a name
-        (their outputs would collide).
+        cannot be read or searched, a search finds nothing, an item lacks the
+        asset, or two scenes share a name (their outputs would collide).
     """
+    return _gather(job)[0]
+
+
+def _gather(job: BatchJob) -> tuple[list[JobScene], list[dict[str, Any]]]:
+    """:func:`scene_paths`, and the record of each STAC API search it ran (for the manifest)."""
     found: list[JobScene] = []
+    searches: list[dict[str, Any]] = []
     for entry in job.scenes:
-        if isinstance(entry, StacSource):
+        if isinstance(entry, StacSource) and entry.is_search:
+            result = stac_search(
+                entry.stac, entry.search_parameters(), entry.asset, entry.max_items or DEFAULT_MAX_ITEMS
+            )
+            found += result.scenes
+            searches.append(result.record)
+        elif isinstance(entry, StacSource):
             source = entry.stac if is_remote(entry.stac) else str(job.path(entry.stac))
             found += stac_scenes(source, entry.asset)
         elif is_remote(entry):
@@ -251,7 +293,7 @@ def scene_paths(job: BatchJob) -> list[JobScene]:
                 "their outputs would collide"
             )
         stems[stem] = p
-    return unique
+    return unique, searches
 
 
 def _href(scene: JobScene) -> Path | str:
@@ -404,7 +446,7 @@ def run_batch(
     from .models import resolve_model
 
     t_start = time.perf_counter()
-    scenes = scene_paths(job)
+    scenes, searches = _gather(job)
     model = resolve_model(job.model)
     outdir = job.outdir
     if not dry_run:
@@ -425,7 +467,9 @@ def run_batch(
 
         def save(regional: Path | None = None, features: int | None = None) -> None:
             if not dry_run:
-                _write_manifest(job, outcomes, model, mhash, started, regional, features, time.perf_counter() - t_start)
+                _write_manifest(
+                    job, outcomes, searches, model, mhash, started, regional, features, time.perf_counter() - t_start
+                )
 
         ran = False
         for i, (path, outcome) in enumerate(zip(scenes, outcomes, strict=True)):
@@ -564,6 +608,7 @@ def _merge_if_needed(
 def _write_manifest(
     job: BatchJob,
     outcomes: list[SceneOutcome],
+    searches: list[dict[str, Any]],
     model: Path,
     mhash: str,
     started: str,
@@ -594,6 +639,8 @@ def _write_manifest(
             "regional": None
             if regional is None
             else {"path": str(regional), "features": features, "scenes": [o.scene for o in outcomes if o.ok]},
+            # what each STAC API search found this run: a later run may find other items
+            "stac_searches": searches,
             "scenes": [asdict(o) for o in outcomes],
         },
         job.manifest_path,
@@ -603,5 +650,5 @@ def _write_manifest(
 def _shown(entry: str | StacSource) -> str | dict[str, Any]:
     """A job's ``scenes:`` entry as the manifest keeps it: without a URL's query string."""
     if isinstance(entry, StacSource):
-        return entry.model_dump(mode="json") | {"stac": display_name(entry.stac)}
+        return entry.model_dump(mode="json", exclude_none=True) | {"stac": display_name(entry.stac)}
     return display_name(entry)
