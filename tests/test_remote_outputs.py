@@ -189,7 +189,15 @@ def test_local_cluster_workers_for_s3_outputs_each_have_a_working_directory_of_t
 
 @pytest.mark.timeout(600)
 @pytest.mark.parametrize("point", ["segment:3", "export"])
-def test_sigkill_leaves_no_final_object_and_the_rerun_resumes_identically(s3, scene, model, reference, tmp_path, point):
+def test_sigkill_leaves_no_final_object_and_the_rerun_resumes_identically(
+    s3, scene, model, reference, tmp_path, point, monkeypatch
+):
+    import tempfile
+
+    staging = tmp_path / "tmp"
+    staging.mkdir()
+    monkeypatch.setenv("TMPDIR", str(staging))  # the killed run's staging folder
+    monkeypatch.setattr(tempfile, "tempdir", str(staging))  # the rerun's
     prefix = _prefix()
     args = ["run", scene, "--model", model, "-o", f"s3://bucket/{prefix}", *ARGS]
     first, marker = start(*args, cwd=tmp_path, failpoint=point)
@@ -210,9 +218,12 @@ def test_sigkill_leaves_no_final_object_and_the_rerun_resumes_identically(s3, sc
     assert not set(keys) & set(FINAL), keys  # nothing at a final key
     assert any(k.startswith("scene.zarr/done/c/") for k in keys)  # the store holds finished blocks
     assert ".scene.lock" in keys  # the killed run's lock, stale now
+    left = [p.name for p in staging.iterdir()]  # SIGKILL leaves the staging folder: the rerun removes it
+    assert len(left) == 1 and left[0].startswith(f"geoseg-out-{first.pid}-"), left
     code, out = invoke(*args)  # the same command, on the same host: takes over the dead run's lock
     assert code == 0, out
     report = _finished_exactly(s3, prefix, reference, tmp_path)
+    assert not list(staging.iterdir()), "the killed run's staging folder is left"
     resumed = report["grid"]["resumed_blocks"]
     assert resumed == 20 if point == "export" else 0 < resumed < 20
 

@@ -577,9 +577,24 @@ def _claim_remote_outputs(
     interrupted = urls["report"] not in present and any(u.startswith(urls["store"] + "/") for u in present)
     if existing and not cfg.overwrite and not interrupted:
         raise OutputExistsError(f"{', '.join(existing)} already exist(s) in {shown}; pass --overwrite to replace")
-    staging = Path(tempfile.mkdtemp(prefix="geoseg-out-"))
+    _remove_dead_staging()
+    staging = Path(tempfile.mkdtemp(prefix=f"{_STAGING}{os.getpid()}-"))
     cleanup.callback(shutil.rmtree, staging, ignore_errors=True)
     return output_paths(scene, staging, cfg.name), RemoteOutputs(prefix, urls)
+
+
+#: Staging folders are named ``geoseg-out-<pid>-<random>`` in the temporary folder.
+_STAGING = "geoseg-out-"
+
+
+def _remove_dead_staging() -> None:
+    """Remove the staging folders of runs that were killed (their PID is not alive), which nothing else removes."""
+    import psutil
+
+    for folder in Path(tempfile.gettempdir()).glob(f"{_STAGING}*-*"):
+        pid = folder.name.removeprefix(_STAGING).split("-", 1)[0]
+        if pid.isdigit() and not psutil.pid_exists(int(pid)):
+            shutil.rmtree(folder, ignore_errors=True)
 
 
 def _publish(prep: Prepared, written: Mapping[str, Path | str]) -> dict[str, Path | str]:
