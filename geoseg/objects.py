@@ -28,9 +28,11 @@ instead of a hang.
 
 Every object is written whole: a single PUT up to :data:`SINGLE_PUT_BYTES`,
 above that a multipart upload, which S3 shows at its key only once it is
-completed (after the last part). A killed upload leaves no object, only
-invisible parts that a bucket lifecycle rule for incomplete multipart
-uploads removes.
+completed (after the last part). A failed or killed upload leaves no
+object at the key. obstore aborts a multipart upload whose completion
+fails, but not one whose part upload fails or that is killed: those leave
+invisible parts, which a bucket lifecycle rule
+(``AbortIncompleteMultipartUpload``) removes.
 """
 
 from __future__ import annotations
@@ -52,6 +54,7 @@ if TYPE_CHECKING:
     from zarr.storage import ObjectStore
 
 __all__ = [
+    "PART_BYTES",
     "SINGLE_PUT_BYTES",
     "ObjectChangedError",
     "endpoint",
@@ -72,6 +75,8 @@ __all__ = [
 
 #: Files up to this size are uploaded in one PUT; larger ones as a multipart upload completed at the end.
 SINGLE_PUT_BYTES = 64 << 20
+#: The part size of multipart uploads (S3 takes 5 MiB to 5 GiB, and at most 10,000 parts).
+PART_BYTES = 16 << 20
 
 _S3 = re.compile(r"^s3://([^/?#]+)/?(.*)$", re.IGNORECASE)
 _pid = os.getpid()
@@ -337,7 +342,8 @@ def upload_file(path: str | os.PathLike[str], url: str, *, overwrite: bool = Tru
             else:
                 if not overwrite and exists(url):
                     raise OutputExistsError(f"{display_name(url)} already exists; pass --overwrite to replace")
-                obstore.put(_store(bucket), key, Path(path), use_multipart=True, chunk_size=16 << 20)
+                part = max(PART_BYTES, -(-size // 10_000))
+                obstore.put(_store(bucket), key, Path(path), use_multipart=True, chunk_size=part)
         except (AlreadyExistsError, PreconditionError):
             raise OutputExistsError(f"{display_name(url)} already exists; pass --overwrite to replace") from None
 

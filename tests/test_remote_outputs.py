@@ -263,6 +263,32 @@ def test_a_lock_of_a_dead_process_on_this_host_is_taken_over(s3):
             pass  # this process's own live lock refuses a second holder
 
 
+# -- uploads -------------------------------------------------------------------------------------------
+
+
+def test_a_large_file_is_uploaded_in_parts_as_one_object(s3, tmp_path, monkeypatch):
+    import numpy as np
+
+    monkeypatch.setattr(objects, "SINGLE_PUT_BYTES", 1 << 20)
+    monkeypatch.setattr(objects, "PART_BYTES", 5 << 20)  # S3's smallest part
+    data = np.random.default_rng(0).integers(0, 256, (11 << 20) + 5, dtype=np.uint8).tobytes()
+    path = tmp_path / "big.bin"
+    path.write_bytes(data)
+    url = f"s3://bucket/{_prefix()}/big.bin"
+    objects.upload_file(path, url)
+    etag = objects.head(url)["e_tag"]
+    assert etag.strip('"').endswith("-3")  # S3's ETag of a three-part upload
+    assert objects.read_bytes(url)[0] == data
+    with pytest.raises(GeosegIOError, match="already exists; pass --overwrite"):
+        objects.upload_file(path, url, overwrite=False)
+    small = tmp_path / "small.bin"
+    small.write_bytes(b"x")
+    with pytest.raises(GeosegIOError, match="already exists; pass --overwrite"):
+        objects.upload_file(small, url, overwrite=False)  # refused by the server (If-None-Match)
+    assert objects.head(url)["e_tag"] == etag
+    assert objects.remove_prefix(url.rsplit("/", 1)[0]) == 1 and not objects.exists(url)
+
+
 # -- configuration and errors --------------------------------------------------------------------------
 
 

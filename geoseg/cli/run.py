@@ -114,6 +114,8 @@ def run(
     Writes <stem>.classes.tif (COG, class ids, 255 = nodata),
     <stem>.landcover.gpkg (layer `landcover`) and <stem>.run.json into the output
     folder. An interrupted run resumes from its <stem>.zarr working store.
+    With -o s3://bucket/prefix the working store lives there too, and each
+    output appears there only complete, run.json last.
     Without --model it runs $GEOSEG_MODEL or the default installed model
     (`geoseg model install CKPT --default`).
     """
