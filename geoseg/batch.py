@@ -549,7 +549,7 @@ def _map_scene(
             )
             continue
         outcome.status, outcome.error = "done", None
-        _outcome_from_report(outcome, result.report, result.outputs["report"])
+        _outcome_from_report(outcome, result.report, Path(result.outputs["report"]))  # a local folder
         break
     outcome.seconds = round(time.perf_counter() - t0, 3)
     # outcomes are INFO for every status: the terminal shows them as progress lines, log files keep them all

@@ -76,6 +76,19 @@ def _scene(value: Any) -> Any:
 Scene = Annotated[Path | str, BeforeValidator(_scene)]
 
 
+def _outdir(value: Any) -> Any:
+    """Keep an ``s3://bucket/prefix`` as the string given; refuse other URLs; local folders become paths."""
+    if isinstance(value, str) and is_remote(value):
+        if not value.lower().startswith("s3://") or value.lower() == "s3://":
+            raise ValueError("outputs go to a local folder or to s3://bucket[/prefix]")
+        return value
+    return Path(value) if isinstance(value, str) else value
+
+
+#: A local folder, or an ``s3://bucket/prefix`` kept as a string (see :mod:`geoseg.objects`).
+OutDir = Annotated[Path | str, BeforeValidator(_outdir)]
+
+
 class RunOptions(BaseModel):
     """How a scene is mapped: the options of ``geoseg run`` beside the scene, model and output folder.
 
@@ -109,7 +122,8 @@ class RunConfig(RunOptions):
 
     `scene` is a local file, or an ``http(s)://`` URL, ``s3://bucket/key`` or
     GDAL ``/vsi…`` path (see :mod:`geoseg.remote`), kept as the string given.
-    `model` is a checkpoint file; the command line also takes installed
+    `outdir` is a local folder or an ``s3://bucket/prefix`` (kept as the
+    string given). `model` is a checkpoint file; the command line also takes installed
     model names and URLs and turns them into a file with
     :func:`geoseg.models.resolve_model` first. `name` is the stem of the
     output files; None takes the scene's file name less its raster suffix
@@ -118,7 +132,7 @@ class RunConfig(RunOptions):
 
     scene: Scene
     model: Path
-    outdir: Path | None = None
+    outdir: OutDir | None = None
     name: str | None = Field(default=None, pattern=r"^[A-Za-z0-9][A-Za-z0-9._+-]*$", max_length=200)
     overwrite: bool = False
     scheduler: Scheduler = "threads"

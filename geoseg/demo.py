@@ -193,7 +193,7 @@ def demo(
         outdir=outdir,
         checkpoint=trained.checkpoint,
         scene=scene,
-        outputs=dict(mapped.outputs),
+        outputs={k: Path(v) for k, v in mapped.outputs.items()},  # a local folder: paths
         miou=float(isprs.miou),
         overall_accuracy=float(isprs.overall_accuracy),
         class_iou=class_iou,

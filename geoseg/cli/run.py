@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from pathlib import Path
 
 import click
 
@@ -25,7 +24,11 @@ from ._options import log_options, logs_json, min_area_option, simplify_option, 
     "see `geoseg model`.",
 )
 @click.option(
-    "-o", "--outdir", type=click.Path(path_type=Path), default=None, help="Output folder [default: the scene's folder]."
+    "-o",
+    "--outdir",
+    default=None,
+    help="Output folder, or s3://bucket/prefix (credentials and endpoint from the AWS_* settings) "
+    "[default: the scene's folder].",
 )
 @click.option("--tile", type=int, default=None, help="Tile size in pixels, a multiple of 32 [default: the model's].")
 @click.option(
@@ -86,7 +89,7 @@ from ._options import log_options, logs_json, min_area_option, simplify_option, 
 def run(
     scene: str,
     model: str | None,
-    outdir: Path | None,
+    outdir: str | None,
     tile: int | None,
     overlap: int,
     batch: int | None,
@@ -111,6 +114,8 @@ def run(
     Writes <stem>.classes.tif (COG, class ids, 255 = nodata),
     <stem>.landcover.gpkg (layer `landcover`) and <stem>.run.json into the output
     folder. An interrupted run resumes from its <stem>.zarr working store.
+    With -o s3://bucket/prefix the working store lives there too, and each
+    output appears there only complete, run.json last.
     Without --model it runs $GEOSEG_MODEL or the default installed model
     (`geoseg model install CKPT --default`).
     """

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import contextlib
 import os
+import shutil
+import tempfile
 from collections import Counter
 from collections.abc import Iterator
 from typing import Any
@@ -11,6 +13,7 @@ from typing import Any
 from .._parallel import BlockPool, ClientPool, Pool, ProgressCallback
 from ..config import RunConfig
 from ..errors import GeosegIOError
+from ..objects import is_remote_dir
 
 __all__ = ["Progress", "ProgressCallback", "Runner"]
 
@@ -44,6 +47,7 @@ class Runner:
         self.cfg = cfg
         self.client: Any = None
         self.cluster: Any = None
+        self._scratch: str | None = None
 
     def __enter__(self) -> Runner:
         sched = self.cfg.scheduler
@@ -56,13 +60,22 @@ class Runner:
                 n = int(sched.split(":")[1]) if ":" in sched else (self.cfg.workers or local_workers(self.cfg.device))
                 from .._lifeline import PRELOAD
 
+                preload, options = [PRELOAD], {}  # nannies and workers end with this process, however it ends
+                if is_remote_dir(self.cfg.outdir):
+                    # Outputs in object storage: each worker in a folder of its own, sharing none with this process.
+                    from ._workdir import PRELOAD as WORKDIR
+
+                    self._scratch = tempfile.mkdtemp(prefix="geoseg-workers-")
+                    preload.append(WORKDIR)
+                    options["local_directory"] = self._scratch
                 self.cluster = LocalCluster(
                     n_workers=n,
                     threads_per_worker=1,
                     processes=True,
                     dashboard_address=None,
-                    preload=[PRELOAD],  # nannies and workers end with this process, however it ends
+                    preload=preload,
                     preload_nanny=[PRELOAD],
+                    **options,
                 )
                 self.client = Client(self.cluster)
             else:
@@ -77,6 +90,8 @@ class Runner:
             self.client.close()
         if self.cluster is not None:
             self.cluster.close()
+        if self._scratch is not None:
+            shutil.rmtree(self._scratch, ignore_errors=True)
 
     @contextlib.contextmanager
     def pool(self) -> Iterator[Pool]:

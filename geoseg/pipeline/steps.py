@@ -6,6 +6,16 @@ bands, grid, outputs, the store's fingerprint) and fails fast on bad input;
 GeoPackage from it; :func:`export` writes the class COG (and the optional
 rasters); :func:`report` writes ``run.json`` last and removes the store.
 :func:`run` chains them.
+
+Outputs go to a local folder, or to ``s3://bucket/prefix``
+(:mod:`geoseg.objects`). There the working store is
+``s3://bucket/prefix/<stem>.zarr``, written by the block tasks themselves;
+the final files are written into a private local staging folder (removed
+at the end, also on error) and each is uploaded as one complete object,
+``run.json`` last, only once every output is written. So a final key holds
+nothing, the previous object or the complete new one, and a prefix with a
+store but no ``run.json`` is an interrupted run to finish. A lock object
+(:mod:`geoseg._remote_lock`) keeps a second run, on any machine, away.
 """
 
 from __future__ import annotations
@@ -14,6 +24,8 @@ import contextlib
 import logging
 import os
 import platform
+import shutil
+import tempfile
 import time
 from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
@@ -23,7 +35,7 @@ from importlib import metadata
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from .. import __version__
+from .. import __version__, objects
 from .._files import check_outdir, remove_stale_parts, sha256_file
 from .._parallel import ProgressCallback, in_background, release_free_memory
 from ..config import RunConfig, check_tile
@@ -44,6 +56,7 @@ if TYPE_CHECKING:
 __all__ = [
     "Exported",
     "Prepared",
+    "RemoteOutputs",
     "RunResult",
     "Segmented",
     "Vectorized",
@@ -60,6 +73,14 @@ log = logging.getLogger(__name__)
 
 
 # -- records ----------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class RemoteOutputs:
+    """Where the outputs of a run into ``s3://`` go: `prefix`, and the URL of every output, store and lock by key."""
+
+    prefix: str
+    urls: Mapping[str, str]
 
 
 @dataclass(frozen=True)
@@ -83,10 +104,16 @@ class Prepared:
     created: str
     started: float
     checksum_seconds: float
+    remote: RemoteOutputs | None = None
 
     @property
     def scene_name(self) -> str:
         return scene_name(self.info.path)
+
+    @property
+    def store_location(self) -> str:
+        """The working store: its folder, or its ``s3://`` URL for outputs in object storage."""
+        return self.remote.urls["store"] if self.remote else str(self.paths["store"])
 
 
 @dataclass(frozen=True)
@@ -118,9 +145,9 @@ class Exported:
 
 @dataclass
 class RunResult:
-    """What a run produced and measured."""
+    """What a run produced and measured; `outputs` are paths, or ``s3://`` URLs for outputs in object storage."""
 
-    outputs: dict[str, Path]
+    outputs: dict[str, Path | str]
     class_areas: dict[str, float]
     class_pixels: dict[str, int]
     n_polygons: int
@@ -219,7 +246,11 @@ def prepare(cfg: RunConfig, cleanup: contextlib.ExitStack) -> Prepared:
         precision = resolve_precision(resolve_device(cfg.device), cfg.precision)
     log.info("engine: %s %s (%s)", choice.engine, precision, choice.reason)
 
-    paths = _claim_outputs(cfg, info.path, cleanup)
+    remote_out: RemoteOutputs | None = None
+    if objects.is_remote_dir(cfg.outdir):
+        paths, remote_out = _claim_remote_outputs(cfg, info.path, cleanup)
+    else:
+        paths = _claim_outputs(cfg, info.path, cleanup)
 
     t0 = time.perf_counter()
     checksum = scene_checksum.result()
@@ -261,6 +292,7 @@ def prepare(cfg: RunConfig, cleanup: contextlib.ExitStack) -> Prepared:
         created=datetime.now(UTC).isoformat(timespec="seconds"),
         started=started,
         checksum_seconds=checksum_seconds,
+        remote=remote_out,
     )
 
 
@@ -269,7 +301,7 @@ def segment(
 ) -> Segmented:
     """Predict, blend and stitch every block not yet in the working store (resuming a matching one)."""
     cfg, plan = prep.cfg, prep.plan
-    store, resumed = WorkStore.prepare(prep.paths["store"], plan, dict(prep.fingerprint), overwrite=cfg.overwrite)
+    store, resumed = WorkStore.prepare(prep.store_location, plan, dict(prep.fingerprint), overwrite=cfg.overwrite)
     cleanup.push(_remove_store_on_error_if_empty(store))
 
     # One intra-op thread per CPU forward pass, one pass per Dask worker: the
@@ -283,8 +315,9 @@ def segment(
         "synchronous": cores,
         "processes": max(1, cores // (cfg.workers or cores)),
     }.get(cfg.scheduler, 1)  # cluster workers run one thread each
+    scene = prep.info.path
     job = Job(
-        scene=prep.info.path,
+        scene=scene if is_remote(scene) else os.path.abspath(scene),  # workers may run in folders of their own
         bands=prep.bands,
         fill=prep.fill,
         plan=plan,
@@ -295,7 +328,7 @@ def segment(
         batch=cfg.batch,
         threads=threads,
         parallel=parallel,
-        store=str(store.path),
+        store=store.location,
         num_classes=prep.spec.num_classes,
     )
     t0 = time.perf_counter()
@@ -319,7 +352,7 @@ def vectorize(prep: Prepared, seg: Segmented, runner: Runner, progress: Progress
     store.check_complete(prep.plan)
     if cleaning.min_pixels > 0:
         store.ensure("cleaned", chunks=cells.VECTOR_CELL)
-    source = ClassSource(str(store.path), "store", spec.num_classes)
+    source = ClassSource(store.location, "store", spec.num_classes)
     path = prep.paths["landcover"]
     with (
         runner.pool() as pool,
@@ -372,7 +405,8 @@ def report(
     class_pixels = {c.name: int(summary.class_pixels[c.id]) for c in spec.classes}
     class_areas = {c.name: float(summary.class_areas[c.id]) for c in spec.classes}
     valid_pixels = int(summary.class_pixels.sum())
-    written = {"landcover": vec.path, **out.outputs}
+    written: dict[str, Path | str] = {"landcover": vec.path, **out.outputs}
+    shown: dict[str, str] = {k: prep.remote.urls[k] if prep.remote else str(v) for k, v in written.items()}
     record = RunReport(
         geoseg_version=__version__,
         created=prep.created,
@@ -425,15 +459,17 @@ def report(
             )
             for c in spec.classes
         ],
-        outputs={k: str(v) for k, v in written.items()},
+        outputs=shown,
         versions=_versions(),
     )
     record.write(prep.paths["report"])
     written["report"] = prep.paths["report"]
+    if prep.remote:
+        written = _publish(prep, written)
     if not cfg.keep_intermediate:
         seg.store.remove()
     else:
-        written["store"] = seg.store.path
+        written["store"] = seg.store.url or seg.store.path
     if progress:
         progress("export", 1, 1)
     return RunResult(
@@ -491,7 +527,7 @@ def _claim_outputs(cfg: RunConfig, scene: str, cleanup: contextlib.ExitStack) ->
     from .._lock import hold
     from ..export import class_sidecars
 
-    outdir = (cfg.outdir or (Path.cwd() if is_remote(scene) else Path(scene).parent)).resolve()
+    outdir = (Path(cfg.outdir) if cfg.outdir else Path.cwd() if is_remote(scene) else Path(scene).parent).resolve()
     paths = output_paths(scene, outdir, cfg.name)
     name = scene_name(scene)
     if not outdir.exists():
@@ -510,6 +546,75 @@ def _claim_outputs(cfg: RunConfig, scene: str, cleanup: contextlib.ExitStack) ->
     for key in ("classes", "landcover", "report", "confidence", "preview"):
         remove_stale_parts(paths[key])  # what a killed run was writing
     return paths
+
+
+def _claim_remote_outputs(
+    cfg: RunConfig, scene: str, cleanup: contextlib.ExitStack
+) -> tuple[dict[str, Path], RemoteOutputs]:
+    """Lock the scene's outputs under an ``s3://`` prefix, refuse or accept what is there, and stage locally.
+
+    The same rules as :func:`_claim_outputs`: existing final objects are
+    refused without ``--overwrite``, unless a working store without
+    ``run.json`` shows an interrupted run (which this one finishes). The
+    files are written into a private staging folder, removed when the run
+    ends, and uploaded from there by :func:`_publish`.
+    """
+    from .._remote_lock import hold_object
+    from ..export import class_sidecars
+
+    prefix = objects.join(str(cfg.outdir))
+    names = output_paths(scene, Path(), cfg.name)
+    sidecars = {f"classes:{p.name}": p.name for p in class_sidecars(names["classes"])}
+    urls = {k: objects.join(prefix, p.name) for k, p in names.items()}
+    urls |= {k: objects.join(prefix, n) for k, n in sidecars.items()}
+    name, shown = scene_name(scene), display_name(prefix)
+    cleanup.enter_context(
+        hold_object(urls["lock"], f"another geoseg run is writing {name} into {shown}; wait for it to finish")
+    )
+    present = set(objects.list_objects(prefix))
+    wanted = ["classes", *sidecars, "landcover", "report"] + [k for k in ("confidence", "preview") if getattr(cfg, k)]
+    existing = [urls[k].rsplit("/", 1)[1] for k in wanted if urls[k] in present]
+    interrupted = urls["report"] not in present and any(u.startswith(urls["store"] + "/") for u in present)
+    if existing and not cfg.overwrite and not interrupted:
+        raise OutputExistsError(f"{', '.join(existing)} already exist(s) in {shown}; pass --overwrite to replace")
+    _remove_dead_staging()
+    staging = Path(tempfile.mkdtemp(prefix=f"{_STAGING}{os.getpid()}-"))
+    cleanup.callback(shutil.rmtree, staging, ignore_errors=True)
+    return output_paths(scene, staging, cfg.name), RemoteOutputs(prefix, urls)
+
+
+#: Staging folders are named ``geoseg-out-<pid>-<random>`` in the temporary folder.
+_STAGING = "geoseg-out-"
+
+
+def _remove_dead_staging() -> None:
+    """Remove the staging folders of runs that were killed (their PID is not alive), which nothing else removes."""
+    import psutil
+
+    for folder in Path(tempfile.gettempdir()).glob(f"{_STAGING}*-*"):
+        pid = folder.name.removeprefix(_STAGING).split("-", 1)[0]
+        if pid.isdigit() and not psutil.pid_exists(int(pid)):
+            shutil.rmtree(folder, ignore_errors=True)
+
+
+def _publish(prep: Prepared, written: Mapping[str, Path | str]) -> dict[str, Path | str]:
+    """Upload the staged outputs, each as one complete object, ``run.json`` last; their URLs by key."""
+    from ..export import class_sidecars
+
+    assert prep.remote is not None
+    urls = prep.remote.urls
+    files: list[tuple[Path, str]] = []
+    for key, path in written.items():
+        if key == "report":
+            continue
+        files.append((Path(path), urls[key]))
+        if key == "classes":
+            files += [(p, urls[f"classes:{p.name}"]) for p in class_sidecars(path)]
+    files.append((Path(written["report"]), urls["report"]))  # last: its presence means the run finished
+    for path, url in files:
+        objects.upload_file(path, url)
+        log.info("uploaded %s", display_name(url))
+    return {key: urls[key] for key in written}
 
 
 def _parameters(cfg: RunConfig) -> dict[str, Any]:
@@ -553,9 +658,13 @@ def _remove_store_on_error_if_empty(store: WorkStore) -> Callable[..., bool]:
             try:
                 empty = not store.done_blocks()
             except Exception:  # removed or damaged: nothing to resume from either
-                empty = not store.path.exists()
+                try:
+                    empty = not store.exists()
+                except Exception:  # an object store out of reach: the run's own error says so
+                    return False
             if empty:
-                store.remove()
+                with contextlib.suppress(Exception):
+                    store.remove()
         return False
 
     return callback
