@@ -110,6 +110,8 @@ def test_scenes_as_tasks_on_a_cluster_equal_a_sequential_batch_and_rerun_skips(r
         assert m["regional"]["scenes"] == list(STEMS) and m["regional"]["features"] == result.regional_features
         assert_same_as_reference(ref, root / "cl", "cl")
         assert not list((root / "cl" / "scenes").glob("*.zarr"))  # each worker removed its scene's store
+        params = json.loads((root / "cl" / "scenes" / "part0.run.json").read_text())["parameters"]
+        assert (params["scheduler"], params["workers"]) == ("threads", 1)  # the blocks on its worker's one thread
 
         before = {s: (root / "cl" / "scenes" / f"{s}.classes.tif").stat().st_mtime_ns for s in STEMS}
         again = run_batch(on_cluster)
