@@ -1,14 +1,16 @@
 """Named points where a test can stop a run, to kill or signal it there without racing it.
 
 With ``GEOSEG_FAILPOINT=NAME`` in its environment, a geoseg process (or any of
-its workers) that reaches :func:`failpoint` ``NAME`` touches the file named by
-``GEOSEG_FAILPOINT_FILE`` and then waits there until it is killed or
-interrupted. ``NAME:N`` waits the N-th time one process reaches the point
-(e.g. ``segment:6``: after six blocks are in the store, with one worker
-thread no seventh is started). Tests use it to SIGKILL or SIGTERM a run at a known stage
-(segmentation, the vector stage, the COG export) instead of polling and
-hoping the stage lasts long enough. Without the variable it costs one
-dictionary lookup.
+its workers) that reaches :func:`failpoint` ``NAME`` writes its process id into
+the file named by ``GEOSEG_FAILPOINT_FILE`` and then waits there until it is
+killed or interrupted. ``NAME:N`` waits the N-th time one process reaches the
+point (e.g. ``segment:6``: after six blocks are in the store, with one worker
+thread no seventh is started). One process stops there: once the file names
+another process, a process passes the point (a Dask worker started again after
+the test killed the first one runs through). Tests use it to SIGKILL or
+SIGTERM a run at a known stage (segmentation, the vector stage, the COG
+export) instead of polling and hoping the stage lasts long enough. Without the
+variable it costs one dictionary lookup.
 
 Points: ``segment`` (a worker, after writing a block to the store),
 ``vectorize`` (a vector-cell worker), ``export`` (the class COG's scratch
@@ -42,6 +44,16 @@ def failpoint(name: str) -> None:
             return
     marker = os.environ.get("GEOSEG_FAILPOINT_FILE")
     if marker:
-        Path(marker).touch()
+        pid = str(os.getpid())
+        tmp = f"{marker}.{pid}-{threading.get_ident()}"
+        with open(tmp, "w") as f:
+            f.write(f"{pid}\n")
+        try:
+            os.link(tmp, marker)  # appears complete; the first process to get here stops, later ones pass
+        except FileExistsError:
+            if Path(marker).read_text().strip() != pid:
+                return
+        finally:
+            os.unlink(tmp)
     while True:  # until killed; a signal handler may raise out of the sleep
         time.sleep(3600)

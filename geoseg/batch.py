@@ -21,6 +21,14 @@ every scene and, with ``merge``, the regional layer
 ``<output>/<region>.landcover.gpkg`` (see :mod:`geoseg.regional`). A lock file
 in the output folder stops two runs of one job from overlapping; the operating
 system releases it when its process ends, however it ends.
+
+How scenes are scheduled (``scheduler:``, ``scenes_in_flight:``): with a local
+scheduler (``threads``, the default) scenes are mapped here, one after another,
+or two at a time in a two-stage pipeline (one segmenting while the one before
+it is vectorised and exported); with ``local:N`` or ``tcp://HOST:PORT`` each
+scene is one task on a Dask cluster that maps it whole on a worker, several
+scenes at once (see :mod:`geoseg.batch_parallel`). Outputs are the same bytes
+whichever way they are mapped.
 """
 
 from __future__ import annotations
@@ -32,9 +40,10 @@ import logging
 import os
 import time
 import traceback
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
+from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -48,6 +57,7 @@ from .stac import DEFAULT_MAX_ITEMS, SEARCH_KEYS, StacScene, stac_scenes, stac_s
 
 if TYPE_CHECKING:
     from .export.report import RunReport
+    from .regional import MergeResult
 
 __all__ = [
     "BatchJob",
@@ -132,7 +142,17 @@ class BatchJob(BaseModel):
     None uses ``GEOSEG_MODEL`` or the default installed model. `retries` is how
     often a scene that failed unexpectedly is tried again (a scene that is
     unreadable or does not fit the model is not retried: it would fail the same
-    way).
+    way); a cluster worker lost while mapping a scene counts as such a failure.
+
+    `scheduler` is where scenes are mapped: ``threads``, ``processes`` or
+    ``synchronous`` map them in this process (the scheduler of each scene's
+    blocks; `workers` is its thread or process count), ``local:N`` (``local``:
+    `workers`, else one per core) on a cluster of N worker processes started
+    here, ``tcp://HOST:PORT`` on a running Dask cluster; on a cluster each scene
+    is one task. `scenes_in_flight` bounds how many scenes are mapped at once:
+    on a cluster it defaults to the number of workers; with a local scheduler
+    it is 1 (one after another) or 2 (one scene segments while the one before
+    it is vectorised and exported), default 1.
     """
 
     model_config = ConfigDict(frozen=True, extra="forbid")
@@ -144,6 +164,7 @@ class BatchJob(BaseModel):
     run: RunOptions = RunOptions()
     scheduler: Scheduler = "threads"
     workers: int | None = Field(default=None, ge=1)
+    scenes_in_flight: int | None = Field(default=None, ge=1)
     retries: int = Field(default=1, ge=0, le=20)
     merge: bool = True
     base: Path = Field(default=Path("."), exclude=True, description="folder relative paths start from")
@@ -185,16 +206,25 @@ class BatchJob(BaseModel):
     def regional_path(self) -> Path:
         return self.outdir / f"{self.region}.landcover.gpkg"
 
+    @property
+    def on_cluster(self) -> bool:
+        """Whether scenes are tasks on a Dask cluster (``local:N``, ``tcp://``) rather than mapped here."""
+        return self.scheduler.startswith(("local", "tcp://", "tls://"))
+
     def run_config(self, scene: JobScene, model: Path) -> RunConfig:
-        """The :class:`RunConfig` of one scene of this job (a STAC scene's outputs carry its item id)."""
+        """The :class:`RunConfig` of one scene of this job (a STAC scene's outputs carry its item id).
+
+        On a cluster a scene's blocks run on its worker's threads: the scheduler is
+        ``threads`` and `workers` is left to the cluster (see :mod:`geoseg.batch_parallel`).
+        """
         return RunConfig.build(
             scene=_href(scene),
             model=model,
             outdir=self.outdir / "scenes",
             name=scene.name if isinstance(scene, StacScene) else None,
             overwrite=True,
-            scheduler=self.scheduler,
-            workers=self.workers,
+            scheduler="threads" if self.on_cluster else self.scheduler,
+            workers=None if self.on_cluster else self.workers,
             **self.run.model_dump(),
         )
 
@@ -325,6 +355,8 @@ class SceneOutcome:
     attempts: int = 0
     seconds: float = 0.0
     error: str | None = None
+    started: str | None = None
+    finished: str | None = None
     resumed_blocks: int = 0
     polygons: int = 0
     class_areas_m2: dict[str, float] = field(default_factory=dict)
@@ -351,8 +383,9 @@ class BatchResult:
         return [s.scene for s in self.scenes if s.status == "failed"]
 
 
-#: progress(event, info): events "scene" (a scene starts: name, index, total), "stage" (stage, done,
-#: total, as geoseg run reports them), "outcome" (a SceneOutcome) and "merge" (scenes, done 0 or 1).
+#: progress(event, info): events "scene" (a scene starts: name, index, total, and done: scenes finished so
+#: far), "stage" (stage, done, total, as geoseg run reports them; none from a cluster), "outcome" (a
+#: SceneOutcome, with index, total and done) and "merge" (scenes, done 0 or 1).
 BatchProgress = Callable[[str, dict[str, Any]], None]
 
 
@@ -402,7 +435,7 @@ def _settings(parameters: dict[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in (defaults | parameters).items() if k not in _NEUTRAL}
 
 
-def _outcome_from_report(outcome: SceneOutcome, report: RunReport, report_path: Path) -> None:
+def _outcome_from_report(outcome: SceneOutcome, report: RunReport, report_path: Path | str) -> None:
     outcome.polygons = report.polygons
     outcome.class_areas_m2 = report.class_areas
     outcome.outputs = {**report.outputs, "report": str(report_path)}
@@ -420,7 +453,8 @@ def run_batch(
     Parameters
     ----------
     job : BatchJob
-        See :func:`load_job`.
+        See :func:`load_job`; its `scheduler` and `scenes_in_flight` say where
+        and how many scenes are mapped at once.
     progress : callable, optional
         ``progress(event, info)``, see :data:`BatchProgress`.
     dry_run : bool
@@ -437,9 +471,10 @@ def run_batch(
     JobLockedError
         Another run of this job is in progress.
     ConfigError, GeosegIOError
-        The job cannot start (no scenes, no model, output folder not writable).
+        The job cannot start (no scenes, no model, output folder not writable,
+        no Dask scheduler at the address).
     KeyboardInterrupt
-        After the manifest has recorded the interrupted scene.
+        After the manifest has recorded the interrupted scenes.
     """
     from ._files import sha256_file
     from ._lock import hold
@@ -447,7 +482,7 @@ def run_batch(
 
     t_start = time.perf_counter()
     scenes, searches = _gather(job)
-    model = resolve_model(job.model)
+    model = resolve_model(job.model).resolve()
     outdir = job.outdir
     if not dry_run:
         try:
@@ -471,36 +506,117 @@ def run_batch(
                     job, outcomes, searches, model, mhash, started, regional, features, time.perf_counter() - t_start
                 )
 
-        ran = False
-        for i, (path, outcome) in enumerate(zip(scenes, outcomes, strict=True)):
-            if progress:
-                progress("scene", {"name": outcome.scene, "index": i, "total": len(scenes)})
-            ran |= _map_scene(job, path, outcome, model, mhash, progress, dry_run, save)
-            if progress:
-                progress("outcome", {"outcome": outcome, "index": i, "total": len(scenes)})
+        book = Book(outcomes, progress, save)
+        todo = _todo(job, scenes, book, model, mhash, dry_run)
+        merge: Merge | None = None
+        if dry_run:
+            ran = any(True for _ in todo)
+        elif job.on_cluster:
+            from .batch_parallel import cluster, on_cluster
+
+            client, threads, workers = held.enter_context(cluster(job))
+            ran = on_cluster(job, todo, book, client, threads, job.scenes_in_flight or workers)
+            merge = partial(_merge_on, client, job.retries)
+        elif (job.scenes_in_flight or 1) > 1:
+            from .batch_parallel import overlapped
+
+            ran = overlapped(job, todo, book)
+        else:
+            ran = False
+            for i, cfg in todo:
+                _map_scene(job, cfg, book, i)
+                ran = True
         regional, features = None, None
         good = [(p, o) for p, o in zip(scenes, outcomes, strict=True) if o.ok]
         if job.merge and good and not dry_run:
-            regional, features = _merge_if_needed(job, good, ran, progress)
+            regional, features = _merge_if_needed(job, good, ran, progress, merge)
         save(regional, features)
         return BatchResult(job.region, outcomes, job.manifest_path, regional, time.perf_counter() - t_start, features)
 
 
-def _map_scene(
-    job: BatchJob,
-    path: JobScene,
-    outcome: SceneOutcome,
-    model: Path,
-    mhash: str,
-    progress: BatchProgress | None,
-    dry_run: bool,
-    save: Callable[[], None],
-) -> bool:
-    """Map one scene into `outcome` (skipping it if current); True if it ran."""
-    from .pipeline import output_paths, run
+class Book:
+    """The scenes' outcomes as they arrive: progress events, the outcome log line and the manifest."""
+
+    def __init__(self, outcomes: list[SceneOutcome], progress: BatchProgress | None, save: Callable[[], None]):
+        self.outcomes, self.progress, self.save = outcomes, progress, save
+        self.done = 0
+
+    def start(self, i: int) -> None:
+        """Scene `i` is planned (and then mapped, unless it is current)."""
+        if self.progress:
+            info = {"name": self.outcomes[i].scene, "index": i, "total": len(self.outcomes), "done": self.done}
+            self.progress("scene", info)
+
+    def stage(self, name: str, done: int, total: int) -> None:
+        """A stage of a scene mapped here moved on."""
+        if self.progress:
+            self.progress("stage", {"stage": name, "done": done, "total": total})
+
+    def finish(self, i: int, *, mapped: bool = True) -> None:
+        """Scene `i` has its final outcome: log it (if it was `mapped`), write the manifest, report progress."""
+        outcome = self.outcomes[i]
+        if mapped:
+            # outcomes are INFO for every status: the terminal shows them as progress lines, log files keep them all
+            log.info(
+                "%s: %s in %.1f s%s",
+                outcome.scene,
+                outcome.status,
+                outcome.seconds,
+                f": {outcome.error}" if outcome.error else "",
+                extra={
+                    "event": "scene",
+                    "scene": outcome.scene,
+                    "status": outcome.status,
+                    "seconds": outcome.seconds,
+                    "attempts": outcome.attempts,
+                },
+            )
+            self.save()
+        self.done += 1
+        if self.progress:
+            self.progress("outcome", {"outcome": outcome, "index": i, "total": len(self.outcomes), "done": self.done})
+
+    def retrying(self, i: int, error: str, traceback_text: str | None, retries: int) -> None:
+        """Attempt ``outcomes[i].attempts`` of scene `i` failed unexpectedly; another follows."""
+        outcome = self.outcomes[i]
+        log.info(
+            "%s: attempt %d of %d failed: %s",
+            outcome.scene,
+            outcome.attempts,
+            retries + 1,
+            error,
+            extra={
+                "event": "scene",
+                "scene": outcome.scene,
+                "status": "retry",
+                "attempt": outcome.attempts,
+                "traceback": traceback_text,
+            },
+        )
+
+
+def _todo(
+    job: BatchJob, scenes: list[JobScene], book: Book, model: Path, mhash: str, dry_run: bool
+) -> Iterator[tuple[int, RunConfig]]:
+    """The scenes to map, in the job's order, with their settings; current and unreadable ones are booked here."""
+    for i, path in enumerate(scenes):
+        book.start(i)
+        cfg = _plan_scene(job, path, book.outcomes[i], model, mhash, dry_run)
+        if cfg is None or dry_run:
+            if book.outcomes[i].status == "failed" and not dry_run:
+                book.save()
+            book.finish(i, mapped=False)
+            continue
+        yield i, cfg
+
+
+def _plan_scene(
+    job: BatchJob, path: JobScene, outcome: SceneOutcome, model: Path, mhash: str, dry_run: bool
+) -> RunConfig | None:
+    """The scene's settings if it is to be mapped; None when it is current (skipped) or cannot be read (failed)."""
+    from .pipeline import output_paths
     from .raster import file_checksum
 
-    t0 = time.perf_counter()
     extra = {"event": "scene", "scene": outcome.scene}
     try:
         cfg = job.run_config(path, model)
@@ -509,60 +625,57 @@ def _map_scene(
     except (GeosegError, OSError) as exc:
         outcome.status, outcome.error = "failed", _one_line(exc)
         log.info("%s: failed: %s", outcome.scene, outcome.error, extra={**extra, "status": "failed"})
-        save()
-        return False
+        return None
     if report is not None:
         outcome.status = "skipped"
         _outcome_from_report(outcome, report, report_path)
         log.info("%s: outputs are current, skipped", outcome.scene, extra={**extra, "status": "skipped"})
-        return False
+        return None
     if dry_run:
         outcome.status = "pending" if _present(path) else "failed"
         outcome.error = None if _present(path) else f"{display_name(_href(path))} not found"
-        return False
+    return cfg
 
-    def stage(name: str, done: int, total: int) -> None:
-        if progress:
-            progress("stage", {"stage": name, "done": done, "total": total})
 
+def _map_scene(job: BatchJob, cfg: RunConfig, book: Book, i: int) -> None:
+    """Map scene `i` here, trying again after unexpected failures, and book its outcome."""
+    from .pipeline import run
+
+    outcome = book.outcomes[i]
+    t0 = time.perf_counter()
+    outcome.started = now()
     for attempt in range(1, job.retries + 2):
         outcome.attempts = attempt
         try:
-            result = run(cfg, progress=stage)
+            result = run(cfg, progress=book.stage)
         except GeosegError as exc:  # the scene itself is wrong: another try fails the same way
             outcome.status, outcome.error = "failed", _one_line(exc)
             break
         except KeyboardInterrupt:
-            outcome.status, outcome.error = "interrupted", "interrupted; run the job again to resume"
-            outcome.seconds = time.perf_counter() - t0
-            save()
+            interrupted(outcome, time.perf_counter() - t0)
+            book.save()
             raise
         except Exception as exc:
             outcome.status, outcome.error = "failed", _one_line(exc)
-            log.info(
-                "%s: attempt %d of %d failed: %s",
-                outcome.scene,
-                attempt,
-                job.retries + 1,
-                outcome.error,
-                extra={**extra, "status": "retry", "attempt": attempt, "traceback": traceback.format_exc()},
-            )
+            book.retrying(i, outcome.error, traceback.format_exc(), job.retries)
             continue
         outcome.status, outcome.error = "done", None
         _outcome_from_report(outcome, result.report, Path(result.outputs["report"]))  # a local folder
         break
     outcome.seconds = round(time.perf_counter() - t0, 3)
-    # outcomes are INFO for every status: the terminal shows them as progress lines, log files keep them all
-    log.info(
-        "%s: %s in %.1f s%s",
-        outcome.scene,
-        outcome.status,
-        outcome.seconds,
-        f": {outcome.error}" if outcome.error else "",
-        extra={**extra, "status": outcome.status, "seconds": outcome.seconds, "attempts": outcome.attempts},
-    )
-    save()
-    return True
+    outcome.finished = now()
+    book.finish(i)
+
+
+def interrupted(outcome: SceneOutcome, seconds: float) -> None:
+    """Mark a scene that was being mapped when the job was stopped."""
+    outcome.status, outcome.error = "interrupted", "interrupted; run the job again to resume"
+    outcome.seconds = round(seconds, 3)
+
+
+def now() -> str:
+    """The time now, as the manifest records a scene's start and end (UTC, milliseconds)."""
+    return datetime.now(UTC).isoformat(timespec="milliseconds")
 
 
 def _one_line(exc: BaseException) -> str:
@@ -571,12 +684,43 @@ def _one_line(exc: BaseException) -> str:
     return msg if isinstance(exc, GeosegError) else f"{type(exc).__name__}: {msg}"
 
 
-def _merge_if_needed(
-    job: BatchJob, good: list[tuple[JobScene, SceneOutcome]], ran: bool, progress: BatchProgress | None
-) -> tuple[Path, int]:
-    """Merge the regional layer unless it exists and holds exactly these scenes' current outputs."""
+#: merge(layers, reports, target, names, run_info) -> MergeResult: where the regional merge runs.
+Merge = Callable[[list[Path], list[Path], Path, list[str], dict[str, Any]], "MergeResult"]
+
+
+def _merge_here(
+    layers: list[Path], reports: list[Path], target: Path, names: list[str], run_info: dict[str, Any]
+) -> MergeResult:
     from .regional import merge_layers
 
+    return merge_layers(layers, reports, target, names=names, run_info=run_info)
+
+
+def _merge_on(
+    client: Any, retries: int, layers: list[Path], reports: list[Path], target: Path, names: list[str], run_info: Any
+) -> MergeResult:
+    """The regional merge as a task on a cluster worker, tried again like a scene after an unexpected failure."""
+    for attempt in range(1, retries + 2):
+        future = client.submit(_merge_here, layers, reports, target, names, run_info, pure=False)
+        try:
+            return future.result()
+        except GeosegError:
+            raise
+        except Exception as exc:
+            if attempt > retries:
+                raise
+            log.info("regional merge: attempt %d of %d failed: %s", attempt, retries + 1, _one_line(exc))
+    raise AssertionError("unreachable")
+
+
+def _merge_if_needed(
+    job: BatchJob,
+    good: list[tuple[JobScene, SceneOutcome]],
+    ran: bool,
+    progress: BatchProgress | None,
+    merge: Merge | None = None,
+) -> tuple[Path, int]:
+    """Merge the regional layer unless it exists and holds exactly these scenes' current outputs."""
     names = [o.scene for _, o in good]
     target = job.regional_path
     try:
@@ -588,9 +732,8 @@ def _merge_if_needed(
     if progress:
         progress("merge", {"scenes": len(good), "done": 0})
     t0 = time.perf_counter()
-    layers = [Path(o.outputs["landcover"]) for _, o in good]
-    reports = [Path(o.outputs["report"]) for _, o in good]
-    merged = merge_layers(layers, reports, target, names=names, run_info={"region": job.region})
+    layers, reports = _merge_inputs(good)
+    merged = (merge or _merge_here)(layers, reports, target, names, {"region": job.region})
     if progress:
         progress("merge", {"scenes": len(good), "done": 1})
     log.info(
@@ -603,6 +746,11 @@ def _merge_if_needed(
         extra={"event": "merge", "features": merged.features, "joined": merged.joined},
     )
     return target, merged.features
+
+
+def _merge_inputs(good: list[tuple[JobScene, SceneOutcome]]) -> tuple[list[Path], list[Path]]:
+    """The land-cover layers and run reports the regional layer is merged from."""
+    return [Path(o.outputs["landcover"]) for _, o in good], [Path(o.outputs["report"]) for _, o in good]
 
 
 def _write_manifest(

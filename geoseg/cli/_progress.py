@@ -199,7 +199,7 @@ class TrainProgress(_Bars):
 
 
 class BatchProgress(_Bars):
-    """A bar over the job's scenes (with ETA), the current scene's stage bars, and a line per finished scene."""
+    """A bar over the job's scenes (with ETA), the stage bars of scenes mapped here, and a line per finished scene."""
 
     def __init__(self, region: str) -> None:
         super().__init__("[bold]{task.description}")
@@ -209,7 +209,7 @@ class BatchProgress(_Bars):
         if event == "scene":
             for stage in [s for s in self.tasks if s != "scenes"]:
                 self.progress.remove_task(self.tasks.pop(stage))
-            self.bar("scenes", info["index"], info["total"], f"{self.region} ({info['name']})")
+            self.bar("scenes", info.get("done", info["index"]), info["total"], f"{self.region} ({info['name']})")
         elif event == "stage":
             self.bar(info["stage"], info["done"], info["total"], f"  {_LABELS.get(info['stage'], info['stage'])}")
         elif event == "outcome":
@@ -217,7 +217,7 @@ class BatchProgress(_Bars):
             style = {"done": "green", "skipped": "dim", "failed": "red"}.get(o.status, "yellow")
             detail = f": {o.error}" if o.error else f" in {o.seconds:.1f} s" if o.status == "done" else ""
             self.progress.console.print(f"[{style}]{o.scene}: {o.status}{detail}[/]", highlight=False)
-            self.bar("scenes", info["index"] + 1, info["total"], self.region)
+            self.bar("scenes", info.get("done", info["index"] + 1), info["total"], self.region)
         elif event == "merge":
             self.bar("merge", info["done"], 1, f"  merge {info['scenes']} scenes")
 

@@ -16,9 +16,30 @@ from ._options import log_options, logs_json, stop_on_sigterm
 @click.option("--dry-run", is_flag=True, help="List what would run and what is current; map nothing.")
 @click.option("--retries", type=click.IntRange(0, 20), default=None, help="Override the job's retries.")
 @click.option("--merge/--no-merge", default=None, help="Override the job's merge setting.")
+@click.option(
+    "--scheduler",
+    default=None,
+    help="Override the job's scheduler: threads (here, the default), local:N (N worker processes) or "
+    "tcp://HOST:PORT (a Dask cluster); on a cluster each scene is one task and several run at once.",
+)
+@click.option(
+    "--scenes-in-flight",
+    type=click.IntRange(1),
+    default=None,
+    help="Scenes mapped at once [default: the cluster's workers; here 1, or 2 to segment one scene "
+    "while the one before it is vectorised].",
+)
 @log_options
 @click.option("-q", "--quiet", is_flag=True, help="No progress bars or summary table.")
-def batch(job_file: Path, dry_run: bool, retries: int | None, merge: bool | None, quiet: bool) -> None:
+def batch(
+    job_file: Path,
+    dry_run: bool,
+    retries: int | None,
+    merge: bool | None,
+    scheduler: str | None,
+    scenes_in_flight: int | None,
+    quiet: bool,
+) -> None:
     """Map every scene of a regional job, then merge one regional layer.
 
     \b
@@ -29,6 +50,12 @@ def batch(job_file: Path, dry_run: bool, retries: int | None, merge: bool | None
     <output>/<region>.landcover.gpkg.
 
     \b
+    With --scheduler local:N or tcp://HOST:PORT each scene is one task on a
+    Dask cluster, mapped whole on a worker, --scenes-in-flight at a time (one
+    per worker by default); a worker lost mid-scene costs a retry, and the
+    retry resumes from the scene's working store.
+
+    \b
     Exit status: 0 all scenes done or current, 1 a scene failed (see the
     manifest), 75 the job is already running, 130 interrupted (rerun resumes).
     See workflows/region.yaml for a commented job file.
@@ -36,7 +63,7 @@ def batch(job_file: Path, dry_run: bool, retries: int | None, merge: bool | None
     from ..batch import load_job, run_batch
     from ._progress import BatchProgress, JsonProgress, log_result, print_batch_summary
 
-    job = load_job(job_file, retries=retries, merge=merge)
+    job = load_job(job_file, retries=retries, merge=merge, scheduler=scheduler, scenes_in_flight=scenes_in_flight)
     # systemd and schedulers stop jobs with SIGTERM: finish like Ctrl-C (manifest written, exit 130)
     stop_on_sigterm()
     kwargs: dict[str, Any] = {"dry_run": dry_run}
@@ -51,7 +78,7 @@ def batch(job_file: Path, dry_run: bool, retries: int | None, merge: bool | None
             return
         if event == "scene":
             events.scenes = info["total"]
-            events.next_scene(info["index"], info["name"])
+            events.next_scene(info["done"], info["name"])
         elif event == "stage":
             events.update(info["stage"], info["done"], info["total"])
 

@@ -100,6 +100,10 @@ class Runner:
             yield ClientPool(self.client)
             return
         n = 1 if self.cfg.scheduler == "synchronous" else (self.cfg.workers or os.cpu_count() or 1)
+        import multiprocessing
+
+        if multiprocessing.current_process().daemon:  # a Dask worker mapping a whole scene may start no process
+            n = 1
         with BlockPool(n) as pool:
             yield pool
 
