@@ -107,18 +107,21 @@ class _Heartbeat(threading.Thread):
 
 
 @contextlib.contextmanager
-def hold_object(url: str, busy: str) -> Iterator[None]:
+def hold_object(url: str, busy: str, *, error: type[LockedError] = LockedError) -> Iterator[None]:
     """Hold the lock object at `url` for the duration of the block (see the module docstring).
 
     Raises
     ------
     LockedError
-        A live run holds it: ``f"{busy} (pid N)"`` (``(pid N on HOST)`` for another host).
+        A live run holds it: `error` with ``f"{busy} (pid N)"`` (``(pid N on HOST)`` for another host).
     GeosegIOError
         The lock cannot be read or written (missing bucket, refused credentials, unreachable endpoint).
     """
     token = uuid.uuid4().hex
-    etag = _acquire(url, busy, token)
+    try:
+        etag = _acquire(url, busy, token)
+    except LockedError as exc:
+        raise error(str(exc)) from None
     beat = _Heartbeat(url, token, etag)
     beat.start()
     try:

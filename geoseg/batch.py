@@ -50,7 +50,8 @@ from typing import TYPE_CHECKING, Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from .config import RunConfig, RunOptions, Scheduler, config_error
+from . import objects
+from .config import OutDir, RunConfig, RunOptions, Scheduler, config_error
 from .errors import ConfigError, GeosegError, GeosegIOError, JobLockedError
 from .remote import display_name, is_remote, scene_name
 from .stac import DEFAULT_MAX_ITEMS, SEARCH_KEYS, StacScene, stac_scenes, stac_search
@@ -159,7 +160,7 @@ class BatchJob(BaseModel):
 
     region: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$", max_length=100)
     scenes: tuple[str | StacSource, ...] = Field(min_length=1)
-    output: Path
+    output: OutDir
     model: str | None = None
     run: RunOptions = RunOptions()
     scheduler: Scheduler = "threads"
@@ -195,16 +196,26 @@ class BatchJob(BaseModel):
         return (self.base / Path(p).expanduser()).resolve()
 
     @property
-    def outdir(self) -> Path:
-        return self.path(self.output)
+    def remote(self) -> bool:
+        """Whether the outputs go to an ``s3://`` prefix rather than a local folder."""
+        return objects.is_remote_dir(self.output)
 
     @property
-    def manifest_path(self) -> Path:
-        return self.outdir / f"{self.region}.manifest.json"
+    def outdir(self) -> Path | str:
+        """The output folder: a resolved local path, or the ``s3://bucket/prefix`` URL."""
+        return objects.join(str(self.output)) if self.remote else self.path(self.output)
+
+    def out(self, name: str) -> Path | str:
+        """Where `name` goes in the output folder (a path, or an object's URL)."""
+        return objects.join(str(self.outdir), name) if self.remote else Path(self.outdir) / name
 
     @property
-    def regional_path(self) -> Path:
-        return self.outdir / f"{self.region}.landcover.gpkg"
+    def manifest_path(self) -> Path | str:
+        return self.out(f"{self.region}.manifest.json")
+
+    @property
+    def regional_path(self) -> Path | str:
+        return self.out(f"{self.region}.landcover.gpkg")
 
     @property
     def on_cluster(self) -> bool:
@@ -220,7 +231,7 @@ class BatchJob(BaseModel):
         return RunConfig.build(
             scene=_href(scene),
             model=model,
-            outdir=self.outdir / "scenes",
+            outdir=self.out("scenes"),
             name=scene.name if isinstance(scene, StacScene) else None,
             overwrite=True,
             scheduler="threads" if self.on_cluster else self.scheduler,
@@ -373,8 +384,8 @@ class BatchResult:
 
     region: str
     scenes: list[SceneOutcome]
-    manifest: Path
-    regional: Path | None
+    manifest: Path | str
+    regional: Path | str | None
     seconds: float
     regional_features: int | None = None
 
@@ -389,7 +400,7 @@ class BatchResult:
 BatchProgress = Callable[[str, dict[str, Any]], None]
 
 
-def _current(report_path: Path, cfg: RunConfig, checksum: str, model_sha: str) -> RunReport | None:
+def _current(report_path: Path | str, cfg: RunConfig, checksum: str, model_sha: str) -> RunReport | None:
     """The scene's run report if its outputs are complete and made from this input, model and settings."""
     from .export.report import read_report
 
@@ -403,13 +414,19 @@ def _current(report_path: Path, cfg: RunConfig, checksum: str, model_sha: str) -
     )
     wanted = {"classes", "landcover"} | {k for k in ("confidence", "preview") if getattr(cfg, k)}
     outputs = report.outputs
-    if same and wanted <= set(outputs) and all(_readable(k, Path(p)) for k, p in outputs.items()):
+    if same and wanted <= set(outputs) and all(_readable(k, p) for k, p in outputs.items()):
         return report
     return None
 
 
-def _readable(kind: str, path: Path) -> bool:
-    """Whether an output exists and opens: a short or damaged file makes its scene run again, not 'skipped'."""
+def _readable(kind: str, where: str) -> bool:
+    """Whether an output exists and opens: a short or damaged file makes its scene run again, not 'skipped'.
+
+    An ``s3://`` output need only exist: objects appear there only complete.
+    """
+    if objects.is_remote_dir(where):
+        return objects.exists(where)
+    path = Path(where)
     if not path.is_file():
         return False
     try:
@@ -484,7 +501,10 @@ def run_batch(
     scenes, searches = _gather(job)
     model = resolve_model(job.model).resolve()
     outdir = job.outdir
-    if not dry_run:
+    if job.remote:
+        objects.list_objects(str(job.out("scenes")))  # a missing bucket or refused credentials: one line, now
+    elif not dry_run:
+        assert isinstance(outdir, Path)
         try:
             (outdir / "scenes").mkdir(parents=True, exist_ok=True)
         except OSError as exc:
@@ -493,14 +513,18 @@ def run_batch(
             raise GeosegIOError(f"output folder {outdir} is not writable")
     with contextlib.ExitStack() as held:
         if not dry_run:
-            held.enter_context(
-                hold(outdir / f".{job.region}.lock", f"job {job.region!r} is already running", error=JobLockedError)
-            )
+            busy, lock = f"job {job.region!r} is already running", job.out(f".{job.region}.lock")
+            if job.remote:
+                from ._remote_lock import hold_object
+
+                held.enter_context(hold_object(str(lock), busy, error=JobLockedError))
+            else:
+                held.enter_context(hold(lock, busy, error=JobLockedError))
         mhash = sha256_file(model)  # the model's identity, as run.json records it
         outcomes = [SceneOutcome(scene=_stem(p), path=display_name(_href(p))) for p in scenes]
         started = datetime.now(UTC).isoformat(timespec="seconds")
 
-        def save(regional: Path | None = None, features: int | None = None) -> None:
+        def save(regional: Path | str | None = None, features: int | None = None) -> None:
             if not dry_run:
                 _write_manifest(
                     job, outcomes, searches, model, mhash, started, regional, features, time.perf_counter() - t_start
@@ -620,7 +644,7 @@ def _plan_scene(
     extra = {"event": "scene", "scene": outcome.scene}
     try:
         cfg = job.run_config(path, model)
-        report_path = output_paths(cfg.scene, job.outdir / "scenes", cfg.name)["report"]
+        report_path = job.out(f"scenes/{output_paths(cfg.scene, Path(), cfg.name)['report'].name}")
         report = _current(report_path, cfg, file_checksum(cfg.scene), mhash) if _present(path) else None
     except (GeosegError, OSError) as exc:
         outcome.status, outcome.error = "failed", _one_line(exc)
@@ -660,7 +684,7 @@ def _map_scene(job: BatchJob, cfg: RunConfig, book: Book, i: int) -> None:
             book.retrying(i, outcome.error, traceback.format_exc(), job.retries)
             continue
         outcome.status, outcome.error = "done", None
-        _outcome_from_report(outcome, result.report, Path(result.outputs["report"]))  # a local folder
+        _outcome_from_report(outcome, result.report, result.outputs["report"])
         break
     outcome.seconds = round(time.perf_counter() - t0, 3)
     outcome.finished = now()
@@ -685,19 +709,50 @@ def _one_line(exc: BaseException) -> str:
 
 
 #: merge(layers, reports, target, names, run_info) -> MergeResult: where the regional merge runs.
-Merge = Callable[[list[Path], list[Path], Path, list[str], dict[str, Any]], "MergeResult"]
+Merge = Callable[[list[str], list[str], "Path | str", list[str], dict[str, Any]], "MergeResult"]
 
 
 def _merge_here(
-    layers: list[Path], reports: list[Path], target: Path, names: list[str], run_info: dict[str, Any]
+    layers: list[str], reports: list[str], target: Path | str, names: list[str], run_info: dict[str, Any]
 ) -> MergeResult:
+    """Merge the scenes' layers into `target`; ``s3://`` inputs are fetched and an ``s3://`` target uploaded whole."""
+    import tempfile
+
     from .regional import merge_layers
 
-    return merge_layers(layers, reports, target, names=names, run_info=run_info)
+    if not objects.is_remote_dir(str(target)) and not any(objects.is_remote_dir(p) for p in layers + reports):
+        return merge_layers(
+            [Path(p) for p in layers], [Path(p) for p in reports], Path(target), names=names, run_info=run_info
+        )
+    with tempfile.TemporaryDirectory(prefix="geoseg-merge-") as tmp:
+        local: list[list[Path]] = [[], []]
+        for kind, places in enumerate((layers, reports)):
+            for i, place in enumerate(places):
+                if not objects.is_remote_dir(place):
+                    local[kind].append(Path(place))
+                    continue
+                got = objects.read_bytes(place)
+                if got is None:
+                    raise GeosegIOError(f"{display_name(place)} is gone; run the job again to map its scene anew")
+                path = Path(tmp, f"{kind}-{i}-{place.rsplit('/', 1)[1]}")
+                path.write_bytes(got[0])
+                local[kind].append(path)
+        if not objects.is_remote_dir(str(target)):
+            return merge_layers(local[0], local[1], Path(target), names=names, run_info=run_info)
+        staged = Path(tmp, str(target).rsplit("/", 1)[1])
+        merged = merge_layers(local[0], local[1], staged, names=names, run_info=run_info)
+        objects.upload_file(staged, str(target))
+        return merged
 
 
 def _merge_on(
-    client: Any, retries: int, layers: list[Path], reports: list[Path], target: Path, names: list[str], run_info: Any
+    client: Any,
+    retries: int,
+    layers: list[str],
+    reports: list[str],
+    target: Path | str,
+    names: list[str],
+    run_info: Any,
 ) -> MergeResult:
     """The regional merge as a task on a cluster worker, tried again like a scene after an unexpected failure."""
     for attempt in range(1, retries + 2):
@@ -719,15 +774,12 @@ def _merge_if_needed(
     ran: bool,
     progress: BatchProgress | None,
     merge: Merge | None = None,
-) -> tuple[Path, int]:
+) -> tuple[Path | str, int]:
     """Merge the regional layer unless it exists and holds exactly these scenes' current outputs."""
     names = [o.scene for _, o in good]
     target = job.regional_path
-    try:
-        previous = json.loads(job.manifest_path.read_text()).get("regional") or {}
-    except (OSError, ValueError):
-        previous = {}
-    if not ran and target.is_file() and previous.get("scenes") == names and previous.get("features") is not None:
+    previous = _read_manifest(job).get("regional") or {}
+    if not ran and _exists(target) and previous.get("scenes") == names and previous.get("features") is not None:
         return target, int(previous["features"])
     if progress:
         progress("merge", {"scenes": len(good), "done": 0})
@@ -738,7 +790,7 @@ def _merge_if_needed(
         progress("merge", {"scenes": len(good), "done": 1})
     log.info(
         "regional layer %s: %d features from %d scenes (%d merged across scene edges) in %.1f s",
-        target.name,
+        display_name(str(target)).rsplit("/", 1)[-1],
         merged.features,
         len(good),
         merged.joined,
@@ -748,9 +800,27 @@ def _merge_if_needed(
     return target, merged.features
 
 
-def _merge_inputs(good: list[tuple[JobScene, SceneOutcome]]) -> tuple[list[Path], list[Path]]:
-    """The land-cover layers and run reports the regional layer is merged from."""
-    return [Path(o.outputs["landcover"]) for _, o in good], [Path(o.outputs["report"]) for _, o in good]
+def _merge_inputs(good: list[tuple[JobScene, SceneOutcome]]) -> tuple[list[str], list[str]]:
+    """The land-cover layers and run reports the regional layer is merged from (paths or ``s3://`` URLs)."""
+    return [o.outputs["landcover"] for _, o in good], [o.outputs["report"] for _, o in good]
+
+
+def _exists(place: Path | str) -> bool:
+    return objects.exists(place) if isinstance(place, str) else place.is_file()
+
+
+def _read_manifest(job: BatchJob) -> dict[str, Any]:
+    """The job's manifest as the last run left it; empty where there is none or it does not parse."""
+    place = job.manifest_path
+    try:
+        if isinstance(place, str):
+            got = objects.read_bytes(place)
+            data = json.loads(got[0]) if got else {}
+        else:
+            data = json.loads(place.read_text())
+    except (OSError, ValueError):
+        return {}
+    return data if isinstance(data, dict) else {}
 
 
 def _write_manifest(
@@ -760,7 +830,7 @@ def _write_manifest(
     model: Path,
     mhash: str,
     started: str,
-    regional: Path | None,
+    regional: Path | str | None,
     features: int | None,
     seconds: float,
 ) -> None:
@@ -772,27 +842,29 @@ def _write_manifest(
         for name, area in o.class_areas_m2.items():
             totals[name] = totals.get(name, 0.0) + area
     counts = {s: sum(o.status == s for o in outcomes) for s in ("done", "skipped", "failed", "interrupted", "pending")}
-    write_json(
-        {
-            "region": job.region,
-            "geoseg_version": __version__,
-            "started": started,
-            "updated": datetime.now(UTC).isoformat(timespec="seconds"),
-            "seconds": round(seconds, 3),
-            "model": {"path": str(model), "sha256": mhash},
-            # presigned URLs carry their signature in the query: the manifest keeps scenes without it
-            "settings": job.model_dump(mode="json") | {"scenes": [_shown(e) for e in job.scenes]},
-            "counts": counts,
-            "class_areas_m2": {k: round(v, 3) for k, v in totals.items()},
-            "regional": None
-            if regional is None
-            else {"path": str(regional), "features": features, "scenes": [o.scene for o in outcomes if o.ok]},
-            # what each STAC API search found this run: a later run may find other items
-            "stac_searches": searches,
-            "scenes": [asdict(o) for o in outcomes],
-        },
-        job.manifest_path,
-    )
+    manifest = {
+        "region": job.region,
+        "geoseg_version": __version__,
+        "started": started,
+        "updated": datetime.now(UTC).isoformat(timespec="seconds"),
+        "seconds": round(seconds, 3),
+        "model": {"path": str(model), "sha256": mhash},
+        # presigned URLs carry their signature in the query: the manifest keeps scenes without it
+        "settings": job.model_dump(mode="json") | {"scenes": [_shown(e) for e in job.scenes]},
+        "counts": counts,
+        "class_areas_m2": {k: round(v, 3) for k, v in totals.items()},
+        "regional": None
+        if regional is None
+        else {"path": str(regional), "features": features, "scenes": [o.scene for o in outcomes if o.ok]},
+        # what each STAC API search found this run: a later run may find other items
+        "stac_searches": searches,
+        "scenes": [asdict(o) for o in outcomes],
+    }
+    place = job.manifest_path
+    if isinstance(place, str):  # one PUT: the object is replaced whole
+        objects.write_bytes(place, (json.dumps(manifest, indent=2, default=str) + "\n").encode())
+    else:
+        write_json(manifest, place)
 
 
 def _shown(entry: str | StacSource) -> str | dict[str, Any]:

@@ -131,11 +131,11 @@ def cluster(job: BatchJob) -> Iterator[tuple[Any, int | None, int]]:
         No Dask scheduler answers at the address.
     """
     import dask
-    from distributed import Client, LocalCluster
+    from distributed import Client
 
     sched = job.scheduler
     if sched.startswith("local"):
-        from ._lifeline import PRELOAD
+        from .pipeline.scheduler import local_cluster
         from .predict.runtime import local_workers
 
         n = int(sched.split(":")[1]) if ":" in sched else (job.workers or local_workers(job.run.device))
@@ -146,18 +146,7 @@ def cluster(job: BatchJob) -> Iterator[tuple[Any, int | None, int]]:
             # a scene's vector stage may start processes (also in workers started again after a loss)
             "distributed.worker.daemon": False,
         }
-        with (
-            dask.config.set(settings),
-            LocalCluster(
-                n_workers=n,
-                threads_per_worker=1,
-                processes=True,
-                dashboard_address=None,
-                preload=[PRELOAD],  # nannies and workers end with this process, however it ends
-                preload_nanny=[PRELOAD],
-            ) as local,
-            Client(local) as client,
-        ):
+        with dask.config.set(settings), local_cluster(n, own_folders=job.remote) as local, Client(local) as client:
             yield client, threads, n
         return
     try:

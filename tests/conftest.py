@@ -229,3 +229,30 @@ def s3_server() -> Iterator[str]:
     finally:
         proc.terminate()
         proc.wait(timeout=10)
+
+
+#: The secret key the loopback S3 API is given: no output, log or message may hold it.
+SECRET = "testing-secret-value"
+
+
+@pytest.fixture
+def s3(s3_server: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[object]:
+    """A boto3 client of the loopback S3 API holding `bucket`, with GDAL's variables (only) pointing at it."""
+    import boto3
+
+    env = {
+        "AWS_ACCESS_KEY_ID": "testing",
+        "AWS_SECRET_ACCESS_KEY": SECRET,
+        "AWS_REGION": "us-east-1",
+        "AWS_S3_ENDPOINT": s3_server,
+        "AWS_HTTPS": "NO",
+        "AWS_VIRTUAL_HOSTING": "FALSE",
+    }
+    for k, v in env.items():
+        monkeypatch.setenv(k, v)
+    for k in ("AWS_PROFILE", "AWS_ENDPOINT_URL", "AWS_ENDPOINT_URL_S3"):
+        monkeypatch.delenv(k, raising=False)
+    client = boto3.client("s3", endpoint_url=f"http://{s3_server}", region_name="us-east-1")
+    if "bucket" not in {b["Name"] for b in client.list_buckets().get("Buckets", [])}:
+        client.create_bucket(Bucket="bucket")
+    yield client

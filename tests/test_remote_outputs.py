@@ -14,7 +14,6 @@ import subprocess
 import sys
 import time
 import uuid
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -24,11 +23,10 @@ from geoseg.config import RunConfig
 from geoseg.errors import GeosegIOError, LockedError
 from geoseg.predict.checkpoint import init_checkpoint
 from geoseg.synthetic import SceneSpec, write_scene
-from tests.conftest import _free_port, assert_same_outputs, invoke, start, wait_for
+from tests.conftest import SECRET, _free_port, assert_same_outputs, invoke, start, wait_for
 from tests.pipeline.test_reliability import assert_tree_ends
 
 ARGS = ["--chunk", 128, "--workers", 2, "-q"]
-SECRET = "testing-secret-value"
 FINAL = [
     "scene.classes.qml",
     "scene.classes.tif",
@@ -59,29 +57,6 @@ def reference(tmp_path_factory, scene, model) -> Path:
     code, text = invoke("run", scene, "--model", model, "-o", out, *ARGS)
     assert code == 0, text
     return out
-
-
-@pytest.fixture
-def s3(s3_server: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[object]:
-    """A boto3 client of the loopback S3 API holding `bucket`, with GDAL's variables (only) pointing at it."""
-    import boto3
-
-    env = {
-        "AWS_ACCESS_KEY_ID": "testing",
-        "AWS_SECRET_ACCESS_KEY": SECRET,
-        "AWS_REGION": "us-east-1",
-        "AWS_S3_ENDPOINT": s3_server,
-        "AWS_HTTPS": "NO",
-        "AWS_VIRTUAL_HOSTING": "FALSE",
-    }
-    for k, v in env.items():
-        monkeypatch.setenv(k, v)
-    for k in ("AWS_PROFILE", "AWS_ENDPOINT_URL", "AWS_ENDPOINT_URL_S3"):
-        monkeypatch.delenv(k, raising=False)
-    client = boto3.client("s3", endpoint_url=f"http://{s3_server}", region_name="us-east-1")
-    if "bucket" not in {b["Name"] for b in client.list_buckets().get("Buckets", [])}:
-        client.create_bucket(Bucket="bucket")
-    yield client
 
 
 def _prefix() -> str:

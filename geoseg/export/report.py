@@ -135,8 +135,13 @@ class RunReport(_Record):
 
 
 def read_report(path: str | os.PathLike[str]) -> RunReport | None:
-    """The report at `path`, or None where it is missing, unreadable or not a geoseg run report."""
+    """The report at `path` (a file or an ``s3://`` object); None where missing, unreadable or not a run report."""
+    from .. import objects
+
     try:
+        if objects.is_remote_dir(os.fspath(path)):
+            got = objects.read_bytes(os.fspath(path))
+            return None if got is None else RunReport.model_validate(json.loads(got[0]))
         return RunReport.model_validate(json.loads(Path(path).read_text(encoding="utf-8")))
     except (OSError, ValueError, ValidationError):
         return None

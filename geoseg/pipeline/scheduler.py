@@ -15,7 +15,7 @@ from ..config import RunConfig
 from ..errors import GeosegIOError
 from ..objects import is_remote_dir
 
-__all__ = ["Progress", "ProgressCallback", "Runner"]
+__all__ = ["Progress", "ProgressCallback", "Runner", "local_cluster"]
 
 _STAGES = {"stitch": "segment"}
 
@@ -40,44 +40,60 @@ class Progress:
             self.report(stage, self.done[stage], self.totals[stage])
 
 
+@contextlib.contextmanager
+def local_cluster(n: int, *, own_folders: bool) -> Iterator[Any]:
+    """A ``distributed.LocalCluster`` of `n` single-thread process workers, closed on exit.
+
+    Nannies and workers end with this process, however it ends. With
+    `own_folders` (outputs in object storage) each worker runs in a scratch
+    folder of its own, sharing none with this process, as a worker on another
+    machine would; the scratch folders are removed on exit.
+    """
+    from distributed import LocalCluster
+
+    from .._lifeline import PRELOAD
+
+    preload, options = [PRELOAD], {}
+    with contextlib.ExitStack() as stack:
+        if own_folders:
+            from ._workdir import PRELOAD as WORKDIR
+
+            scratch = tempfile.mkdtemp(prefix="geoseg-workers-")
+            stack.callback(shutil.rmtree, scratch, ignore_errors=True)
+            preload.append(WORKDIR)
+            options["local_directory"] = scratch
+        yield stack.enter_context(
+            LocalCluster(
+                n_workers=n,
+                threads_per_worker=1,
+                processes=True,
+                dashboard_address=None,
+                preload=preload,
+                preload_nanny=[PRELOAD],
+                **options,
+            )
+        )
+
+
 class Runner:
     """Runs task graphs on the configured scheduler; holds a distributed client when there is one."""
 
     def __init__(self, cfg: RunConfig) -> None:
         self.cfg = cfg
         self.client: Any = None
-        self.cluster: Any = None
-        self._scratch: str | None = None
+        self._stack = contextlib.ExitStack()
 
     def __enter__(self) -> Runner:
         sched = self.cfg.scheduler
         if sched.startswith(("tcp://", "tls://", "local")):
-            from distributed import Client, LocalCluster
+            from distributed import Client
 
             if sched.startswith("local"):
                 from ..predict.runtime import local_workers
 
                 n = int(sched.split(":")[1]) if ":" in sched else (self.cfg.workers or local_workers(self.cfg.device))
-                from .._lifeline import PRELOAD
-
-                preload, options = [PRELOAD], {}  # nannies and workers end with this process, however it ends
-                if is_remote_dir(self.cfg.outdir):
-                    # Outputs in object storage: each worker in a folder of its own, sharing none with this process.
-                    from ._workdir import PRELOAD as WORKDIR
-
-                    self._scratch = tempfile.mkdtemp(prefix="geoseg-workers-")
-                    preload.append(WORKDIR)
-                    options["local_directory"] = self._scratch
-                self.cluster = LocalCluster(
-                    n_workers=n,
-                    threads_per_worker=1,
-                    processes=True,
-                    dashboard_address=None,
-                    preload=preload,
-                    preload_nanny=[PRELOAD],
-                    **options,
-                )
-                self.client = Client(self.cluster)
+                cluster = self._stack.enter_context(local_cluster(n, own_folders=is_remote_dir(self.cfg.outdir)))
+                self.client = Client(cluster)
             else:
                 try:
                     self.client = Client(sched, timeout="20s")
@@ -88,10 +104,7 @@ class Runner:
     def __exit__(self, *exc: object) -> None:
         if self.client is not None:
             self.client.close()
-        if self.cluster is not None:
-            self.cluster.close()
-        if self._scratch is not None:
-            shutil.rmtree(self._scratch, ignore_errors=True)
+        self._stack.close()
 
     @contextlib.contextmanager
     def pool(self) -> Iterator[Pool]:
