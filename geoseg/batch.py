@@ -536,10 +536,11 @@ def run_batch(
         if dry_run:
             ran = any(True for _ in todo)
         elif job.on_cluster:
-            from .batch_parallel import cluster, on_cluster
+            from .batch_parallel import cluster, on_cluster, ship_model
 
             client, threads, workers = held.enter_context(cluster(job))
-            ran = on_cluster(job, todo, book, client, threads, job.scenes_in_flight or workers)
+            shipped = ship_model(client, model, mhash)
+            ran = on_cluster(job, todo, book, client, threads, job.scenes_in_flight or workers, shipped)
             merge = partial(_merge_on, client, job.retries)
         elif (job.scenes_in_flight or 1) > 1:
             from .batch_parallel import overlapped

@@ -35,6 +35,7 @@ import traceback
 from collections.abc import Iterator
 from concurrent.futures import Future, wait
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
 from ._parallel import Pool, in_background
@@ -71,13 +72,15 @@ class SceneSummary:
     finished: str | None = None
 
 
-def map_scene(cfg: RunConfig) -> SceneSummary:
+def map_scene(cfg: RunConfig, shipped: str | None = None) -> SceneSummary:
     """Map one scene whole where this runs (a cluster worker): segment, vectorise, export, report.
 
     `cfg` has the ``threads`` scheduler; without `cfg.workers` the scene's
-    blocks get the worker's thread count. Every failure comes back as a
-    summary; a :class:`~geoseg.errors.GeosegError` (the scene is unreadable or
-    does not fit the model) is marked as not worth another attempt.
+    blocks get the worker's thread count. Where the model's path does not
+    exist here, the copy :func:`ship_model` sent (file name `shipped`) is
+    used. Every failure comes back as a summary; a
+    :class:`~geoseg.errors.GeosegError` (the scene is unreadable or does not
+    fit the model) is marked as not worth another attempt.
     """
     from ._parallel import release_free_memory
     from .pipeline import run
@@ -85,6 +88,10 @@ def map_scene(cfg: RunConfig) -> SceneSummary:
     started = now()
     if cfg.workers is None:
         cfg = cfg.model_copy(update={"workers": _worker_threads()})
+    if shipped and not Path(cfg.model).is_file():
+        from distributed import get_worker
+
+        cfg = cfg.model_copy(update={"model": Path(get_worker().local_directory, shipped)})
     try:
         result = run(cfg)
     except GeosegError as exc:
@@ -105,6 +112,33 @@ def map_scene(cfg: RunConfig) -> SceneSummary:
         started=started,
         finished=now(),
     )
+
+
+def ship_model(client: Any, model: Path, sha256: str) -> str | None:
+    """Send `model` to the cluster's workers that cannot read it at its path; the file name they keep it under.
+
+    Workers on other machines see no file of the client's. The model is then
+    uploaded once into each worker's local directory (workers that join later
+    get it too), named after its hash so that scenes find it; its bytes, and
+    with them the run reports' model hash, are the client's. None where every
+    worker reads the model at its own path (a shared file system, or ``local:N``).
+    """
+    import shutil
+    import tempfile
+
+    seen = client.run(os.path.isfile, str(model))
+    if seen and all(seen.values()):
+        return None
+    name = f"geoseg-model-{sha256[:24]}{model.suffix}"
+    with tempfile.TemporaryDirectory(prefix="geoseg-ship-") as tmp:
+        copy = Path(tmp, name)
+        try:
+            copy.symlink_to(model.resolve())
+        except OSError:
+            shutil.copyfile(model, copy)
+        client.upload_file(str(copy), load=False)
+    log.info("sent the model to %d worker(s) that cannot read %s", sum(not v for v in seen.values()), model)
+    return name
 
 
 def _worker_threads() -> int:
@@ -164,6 +198,7 @@ def on_cluster(
     client: Any,
     threads: int | None,
     in_flight: int,
+    shipped: str | None = None,
 ) -> bool:
     """Map the scenes of `todo` as tasks on `client`'s cluster, at most `in_flight` at once; True if any ran."""
     from distributed import as_completed
@@ -176,7 +211,9 @@ def on_cluster(
     def submit(i: int, cfg: RunConfig) -> None:
         outcomes[i].attempts += 1
         first_submit.setdefault(i, time.perf_counter())
-        future = client.submit(map_scene, cfg, pure=False, key=f"map_scene-{outcomes[i].scene}-{os.urandom(4).hex()}")
+        future = client.submit(
+            map_scene, cfg, shipped, pure=False, key=f"map_scene-{outcomes[i].scene}-{os.urandom(4).hex()}"
+        )
         running[future] = (i, cfg)
         queue.add(future)
 

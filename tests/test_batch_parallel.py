@@ -190,3 +190,37 @@ def test_sigterm_during_overlapped_stages_exits_130_and_the_rerun_is_identical(r
     assert code == 0, out
     assert [s["status"] for s in manifest(root / "term", "term")["scenes"]] == ["done"] * 3
     assert_same_as_reference(ref, root / "term", "term")
+
+
+@pytest.mark.timeout(600)
+def test_a_model_the_workers_cannot_read_is_sent_to_them(region, tmp_path, monkeypatch):
+    from distributed import Client, LocalCluster
+
+    from geoseg._files import sha256_file
+    from geoseg.batch_parallel import map_scene, ship_model
+
+    root, ref = region
+    monkeypatch.chdir(root)  # "fcn.pt" names the model here, and nothing in the workers' own folders
+    job = load_job(job_file(root, "ship"))
+    cfg = job.run_config(job.path("scenes/part1.tif"), Path("fcn.pt"))
+    with (
+        LocalCluster(
+            n_workers=2,
+            threads_per_worker=1,
+            processes=True,
+            dashboard_address=None,
+            local_directory=str(tmp_path / "workers"),
+        ) as cluster,
+        Client(cluster) as client,
+    ):
+        client.register_plugin(_WorkElsewhere())
+        assert not any(client.run(os.path.isfile, "fcn.pt").values())
+        name = ship_model(client, Path("fcn.pt"), sha256_file("fcn.pt"))
+        assert name is not None and name.endswith(".pt")
+        summary = client.submit(map_scene, cfg, name, pure=False).result()
+        # a model every worker reads where it is is not sent
+        assert ship_model(client, root / "fcn.pt", sha256_file("fcn.pt")) is None
+    assert summary.status == "done", summary.error
+    assert_same_outputs(ref / "scenes", root / "ship" / "scenes", "part1")
+    report = json.loads((root / "ship" / "scenes" / "part1.run.json").read_text())
+    assert report["model"]["sha256"] == sha256_file(root / "fcn.pt")
