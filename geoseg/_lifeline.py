@@ -83,5 +83,12 @@ def _watch(parent: int) -> None:
 
 
 def dask_setup(worker_or_nanny: Any) -> None:
-    """Preload hook of Dask ``distributed``: bind the nanny or worker process to its parent."""
+    """Preload hook of Dask ``distributed``: bind the nanny or worker process to its parent.
+
+    In a worker it also undoes the small malloc thresholds its nanny set
+    (see :func:`geoseg._parallel.undo_small_malloc_thresholds`).
+    """
     bind_to_parent()
+    from ._parallel import undo_small_malloc_thresholds
+
+    undo_small_malloc_thresholds()

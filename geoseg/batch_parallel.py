@@ -82,9 +82,10 @@ def map_scene(cfg: RunConfig, shipped: str | None = None) -> SceneSummary:
     :class:`~geoseg.errors.GeosegError` (the scene is unreadable or does not
     fit the model) is marked as not worth another attempt.
     """
-    from ._parallel import release_free_memory
+    from ._parallel import release_free_memory, undo_small_malloc_thresholds
     from .pipeline import run
 
+    undo_small_malloc_thresholds()
     started = now()
     if cfg.workers is None:
         cfg = cfg.model_copy(update={"workers": _worker_threads()})

@@ -69,6 +69,9 @@ def get_predictor(
     Both have the same interface (``batches``, ``predict``, ``stream``,
     ``spec``, ``multiple``, ``batch_size``).
     """
+    from .._parallel import undo_small_malloc_thresholds
+
+    undo_small_malloc_thresholds()  # in a Dask worker, before its first tile is allocated
     if is_onnx(path):
         from .onnx_engine import get_onnx_predictor
 

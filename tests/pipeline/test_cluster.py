@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import platform
 import signal
 import threading
 import time
@@ -92,3 +93,56 @@ def test_outside_a_worker_the_device_is_kept():
     from geoseg.predict.runtime import worker_device
 
     assert worker_device("cuda") == "cuda"
+
+
+def _reuses_freed_heap() -> dict[str, object]:
+    """In this process: is a 4 MiB buffer, allocated again after being freed, taken from the heap (not mmapped)?"""
+    import ctypes
+
+    class MallInfo2(ctypes.Structure):
+        _fields_ = [
+            (name, ctypes.c_size_t)
+            for name in (
+                "arena",
+                "ordblks",
+                "smblks",
+                "hblks",
+                "hblkhd",
+                "usmblks",
+                "fsmblks",
+                "uordblks",
+                "fordblks",
+                "keepcost",
+            )
+        ]
+
+    libc = ctypes.CDLL("libc.so.6")
+    libc.malloc.restype, libc.malloc.argtypes = ctypes.c_void_p, [ctypes.c_size_t]
+    libc.free.argtypes = [ctypes.c_void_p]
+    libc.mallinfo2.restype = MallInfo2
+    from geoseg.predict.runtime import get_predictor  # noqa: F401  (what a scene or block task imports)
+
+    libc.free(libc.malloc(4 << 20))  # glibc raises its dynamic mmap threshold past a freed mapped chunk
+    mapped = libc.mallinfo2().hblks
+    buf = libc.malloc(4 << 20)
+    again = libc.mallinfo2().hblks
+    libc.free(buf)
+    return {"env": os.environ.get("MALLOC_TRIM_THRESHOLD_"), "mapped_again": again > mapped}
+
+
+@pytest.mark.skipif(platform.libc_ver()[0] != "glibc", reason="glibc's malloc thresholds: Linux with glibc only")
+def test_workers_of_a_local_cluster_keep_glibcs_usual_heap_thresholds():
+    """A Dask nanny sets MALLOC_TRIM_THRESHOLD_ (which freezes the mmap threshold); geoseg's workers undo it."""
+    from distributed import Client, LocalCluster
+
+    from geoseg.pipeline.scheduler import local_cluster
+
+    with (
+        LocalCluster(n_workers=1, threads_per_worker=1, processes=True, dashboard_address=None) as plain,
+        Client(plain) as client,
+    ):
+        (seen,) = client.run(_reuses_freed_heap).values()
+    assert seen == {"env": "65536", "mapped_again": True}  # what Dask's setting does to a plain worker
+    with local_cluster(1, own_folders=False) as cluster, Client(cluster) as client:
+        (seen,) = client.run(_reuses_freed_heap).values()
+    assert seen == {"env": "65536", "mapped_again": False}
