@@ -229,9 +229,13 @@ def test_bad_job_files_are_one_line_errors(tmp_path):
     assert scene_paths(job) == [(tmp_path / "a" / "x.tif").resolve()]
 
 
-def test_the_example_job_is_valid():
+def test_the_example_jobs_are_valid():
     job = load_job(Path(__file__).parents[1] / "workflows" / "region.yaml")
     assert job.region and job.merge and job.run.preview
+    cloud = load_job(Path(__file__).parents[1] / "workflows" / "cloud" / "region-s3.yaml")
+    assert cloud.remote and cloud.scheduler.startswith("tcp://") and cloud.scenes_in_flight == 8
+    search, single = cloud.scenes
+    assert not isinstance(search, str) and search.is_search and single.startswith("s3://")
 
 
 # --- resume after SIGKILL ---------------------------------------------------------------------------------------

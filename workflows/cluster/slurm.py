@@ -18,9 +18,13 @@ geoseg at it from anywhere that reaches the scheduler:
     geoseg run scene.tif --model m.pt --scheduler tcp://$(hostname):8786 --device cuda
 
 On Kubernetes, `dask-kubernetes` (KubeCluster) or the Dask Helm chart give the same
-``tcp://`` address. Workers need geoseg installed and read access to the scenes and
-the model file by the same paths (a shared file system or object-store mount); they
-load the model once per worker process and reuse it for every block.
+``tcp://`` address. For ``geoseg run`` as here, workers need geoseg installed, the
+model file at the same path, the scenes at the same paths or as URLs, and the output
+folder shared (or ``-o s3://bucket/prefix``, which keeps the working stores in the
+bucket); they load the model once per worker process and reuse it for every block.
+A regional job (``geoseg batch job.yaml --scheduler tcp://…``) maps each scene as one
+task and needs no shared folder: it sends the model to workers that cannot read it
+(see "In the cloud" in the README and workflows/cloud/region-s3.yaml).
 """
 
 from __future__ import annotations
